@@ -1,0 +1,66 @@
+"""The shared contract: event dataclasses, their envelope, topics and keys, and the codec."""
+
+from events import topics
+from events.base import Event, utc_now
+from events.codec import decode, encode, event_json_schema, to_document
+from events.deployment import (
+    DeploymentFailed,
+    DeploymentReady,
+    DeploymentRequested,
+    DeploymentStarting,
+    DeploymentStopped,
+)
+from events.envelope import Envelope
+from events.errors import EventDecodeError, EventEncodeError, NgpuError
+from events.node import GpuInfo, NodeDrained, NodeHeartbeat, NodeLost, NodeRegistered
+from events.registry import EVENT_TYPES, is_terminal
+from events.task import (
+    BodyEncoding,
+    TaskCancelled,
+    TaskCompleted,
+    TaskDispatched,
+    TaskExpired,
+    TaskFailed,
+    TaskMode,
+    TaskRetried,
+    TaskSubmitted,
+)
+from events.workspace import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
+
+__all__ = [
+    "EVENT_TYPES",
+    "BodyEncoding",
+    "DeploymentFailed",
+    "DeploymentReady",
+    "DeploymentRequested",
+    "DeploymentStarting",
+    "DeploymentStopped",
+    "Envelope",
+    "Event",
+    "EventDecodeError",
+    "EventEncodeError",
+    "GpuInfo",
+    "NgpuError",
+    "NodeDrained",
+    "NodeHeartbeat",
+    "NodeLost",
+    "NodeRegistered",
+    "TaskCancelled",
+    "TaskCompleted",
+    "TaskDispatched",
+    "TaskExpired",
+    "TaskFailed",
+    "TaskMode",
+    "TaskRetried",
+    "TaskSubmitted",
+    "WorkspaceDeleted",
+    "WorkspaceRegistered",
+    "WorkspaceUpdated",
+    "decode",
+    "encode",
+    "event_json_schema",
+    "is_terminal",
+    "to_document",
+    "topics",
+    "utc_now",
+]

@@ -1,0 +1,35 @@
+"""The envelope every event travels in: identity, time, key and schema version."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from events.base import Event, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One event with its metadata. `event_id` is unique per event (consumers that must be
+    idempotent dedupe on it); `occurred_at` is timezone-aware UTC."""
+
+    event: Event
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    occurred_at: datetime = field(default_factory=utc_now)
+
+    @property
+    def type(self) -> str:
+        return type(self.event).__name__
+
+    @property
+    def key(self) -> str:
+        return self.event.key
+
+    @property
+    def topic(self) -> str:
+        return self.event.TOPIC
+
+    @property
+    def schema_version(self) -> int:
+        return self.event.VERSION

@@ -1,0 +1,60 @@
+"""Node events: GPU hosts joining, staying alive, leaving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from events import topics
+from events.base import Event
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInfo:
+    """One GPU of a node. `type` is the normalized name (e.g. `RTX4090`)."""
+
+    type: str
+    memory_mb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent(Event):
+    KEY_FIELD: ClassVar[str] = "node_id"
+    TOPIC: ClassVar[str] = topics.NODES
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRegistered(NodeEvent):
+    """A node joined. `host` is the only address the dispatcher will ever call on it;
+    `token_sha256` is the digest of its per-node token (the token itself is never stored)."""
+
+    node_id: str
+    address: str
+    host: str
+    region: str
+    gpus: tuple[GpuInfo, ...]
+    runtime: str
+    token_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHeartbeat(NodeEvent):
+    """The node is alive; `in_flight` is the number of requests its containers are serving."""
+
+    node_id: str
+    in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLost(NodeEvent):
+    """The node stopped heartbeating (or was removed); its replicas must be re-placed."""
+
+    node_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDrained(NodeEvent):
+    """The node takes no new work; what it runs finishes."""
+
+    node_id: str

@@ -1,0 +1,57 @@
+"""The closed set of event types, by wire name."""
+
+from __future__ import annotations
+
+from events.base import Event
+from events.deployment import (
+    DeploymentFailed,
+    DeploymentReady,
+    DeploymentRequested,
+    DeploymentStarting,
+    DeploymentStopped,
+)
+from events.node import NodeDrained, NodeHeartbeat, NodeLost, NodeRegistered
+from events.task import (
+    TaskCancelled,
+    TaskCompleted,
+    TaskDispatched,
+    TaskExpired,
+    TaskFailed,
+    TaskRetried,
+    TaskSubmitted,
+)
+from events.workspace import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        WorkspaceRegistered,
+        WorkspaceUpdated,
+        WorkspaceDeleted,
+        NodeRegistered,
+        NodeHeartbeat,
+        NodeLost,
+        NodeDrained,
+        DeploymentRequested,
+        DeploymentStarting,
+        DeploymentReady,
+        DeploymentFailed,
+        DeploymentStopped,
+        TaskSubmitted,
+        TaskDispatched,
+        TaskCompleted,
+        TaskFailed,
+        TaskRetried,
+        TaskCancelled,
+        TaskExpired,
+    )
+}
+"""Every event class by its wire `type` (the class name)."""
+
+
+
+def is_terminal(event: Event) -> bool:
+    """Whether `event` ends its task: completed, cancelled, expired, or failed for good."""
+    if isinstance(event, TaskFailed):
+        return not event.retryable
+    return isinstance(event, TaskCompleted | TaskCancelled | TaskExpired)

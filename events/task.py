@@ -1,0 +1,141 @@
+"""Task events: one request of a workspace's API, from submission to its one outcome.
+
+Together they carry every field of the contract's `taskInfo` (userkey, btcaddress,
+workspaceid, taskid, requrl, method, userip from `TaskSubmitted`; nodeip, nodeaddr from
+`TaskDispatched`/`TaskCompleted`; request and response bodies; request time is the
+submission envelope's `occurred_at`, response time and GPU time come from
+`TaskCompleted`), so projections need no second source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from events import topics
+from events.base import Event
+
+BodyEncoding = Literal["utf-8", "base64"]
+"""How a body is held in a `str`: as text, or base64 when the bytes are not UTF-8."""
+
+TaskMode = Literal["sync", "async"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent(Event):
+    KEY_FIELD: ClassVar[str] = "task_id"
+    TOPIC: ClassVar[str] = topics.TASKS
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSubmitted(TaskEvent):
+    """A caller's request was accepted and is durable; its taskID has been (or will be)
+    returned. `seq` is the numeric task id (`taskInfo.id`), assigned once at ingress.
+    `param_url` is a validated relative path on the container, `param_port` a port the
+    workspace declared. The GPU requirement and timeout are copied from the workspace so
+    the scheduler needs no workspace state."""
+
+    task_id: str
+    seq: int
+    workspace_id: str
+    userkey: str
+    btc_address: str
+    mode: TaskMode
+    method: str
+    request_url: str
+    param_url: str
+    param_port: int
+    user_ip: str
+    request_body: str
+    gpu_type: str
+    gpu_count: int
+    timeout_s: float
+    body_encoding: BodyEncoding = "utf-8"
+    content_type: str = "application/json"
+    priority: int = 0
+    ttl_s: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDispatched(TaskEvent):
+    """The scheduler assigned attempt `attempt` (1-based) of the task to a ready replica:
+    the dispatcher will call `node_ip:host_port`, nothing else."""
+
+    task_id: str
+    workspace_id: str
+    attempt: int
+    node_id: str
+    node_ip: str
+    node_address: str
+    deployment_id: str
+    host_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCompleted(TaskEvent):
+    """The container answered. Terminal: the first terminal event of a task wins.
+    `started_at`..`finished_at` is the container's processing time (GPU time is that
+    span times `gpu_count`)."""
+
+    task_id: str
+    workspace_id: str
+    attempt: int
+    node_id: str
+    node_ip: str
+    node_address: str
+    status_code: int
+    response_body: str
+    started_at: datetime
+    finished_at: datetime
+    gpu_type: str
+    gpu_count: int
+    body_encoding: BodyEncoding = "utf-8"
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailed(TaskEvent):
+    """An attempt failed. `retryable` is set by whoever emits it, only when another
+    attempt is allowed: the scheduler then emits `TaskRetried` and places the task again.
+    A failure that is not retryable is terminal. `code` is a stable machine-readable
+    class (e.g. `node_error`, `timeout`)."""
+
+    task_id: str
+    workspace_id: str
+    attempt: int
+    node_id: str
+    code: str
+    reason: str
+    retryable: bool
+    status_code: int = 0
+    response_body: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRetried(TaskEvent):
+    """The task goes back to the queue for attempt `attempt`, never on `excluded_node_ids`."""
+
+    task_id: str
+    workspace_id: str
+    attempt: int
+    excluded_node_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCancelled(TaskEvent):
+    """The task was cancelled before it completed. Terminal."""
+
+    task_id: str
+    workspace_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExpired(TaskEvent):
+    """The task waited `waited_s` seconds for capacity, past its TTL. Terminal."""
+
+    task_id: str
+    workspace_id: str
+    waited_s: float

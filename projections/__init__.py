@@ -1,0 +1,1 @@
+"""ClickHouse read models folded from the event log."""

@@ -1,0 +1,1 @@
+"""The roles of the system (bus, ingress, scheduler, dispatcher, node agent) and the CLI."""

@@ -1,0 +1,535 @@
+"""The embedded bus: a durable, partitioned log in one SQLite file (WAL, synchronous commits).
+
+One writer thread owns the write connection and commits in groups: every publish or
+offset commit queued while a transaction is being written goes into the next one, so
+concurrent publishers share an fsync (group commit). Reads run on one reader thread.
+Consumers in this process wake as soon as a publish commits; records written by another
+process are seen within `poll_interval_s` (an idle consumer runs one indexed query per
+interval, no busy loop). Consumer groups coordinate within one process (the embedded mode
+runs its roles in one process); their committed offsets persist across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from services.bus.errors import BusError
+from services.bus.protocol import Outgoing, Record, StartAt
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY,
+    partitions INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    UNIQUE (topic, partition, offset)
+);
+CREATE TABLE IF NOT EXISTS group_offsets (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, partition)
+) WITHOUT ROWID;
+"""
+_MAX_OPS_PER_TRANSACTION = 256
+_PAGE = 1000
+_CLOSE = object()
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition of `key`: a stable hash, so a key always lands in the same place."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+@dataclass(slots=True)
+class _Op:
+    """A unit of write work run inside the writer's transaction."""
+
+    run: Callable[[sqlite3.Connection], Any]
+    topics: tuple[str, ...]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+class EmbeddedBus:
+    """The `Bus` on a SQLite file. Use from one event loop; `start()` before anything else."""
+
+    def __init__(self, path: Path, partitions: int = 8, poll_interval_s: float = 0.2) -> None:
+        self.path = Path(path)
+        self.default_partitions = partitions
+        self.poll_interval_s = poll_interval_s
+        self._partitions: dict[str, int] = {}
+        self._next_offsets: dict[tuple[str, int], int] = {}
+        self._ops: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ngpu-bus-read")
+        self._read_conn: sqlite3.Connection | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._groups: dict[str, _Group] = {}
+        self._closed = False
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_conn = _connect(self.path)
+        self._write_conn.executescript(_SCHEMA)
+        self._read_conn = _connect(self.path)
+        self._writer = threading.Thread(target=self._write_loop, name="ngpu-bus-write", daemon=True)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for group in list(self._groups.values()):
+            for member in list(group.members):
+                await member.close()
+        if self._writer is not None:
+            self._ops.put(_CLOSE)
+            await asyncio.to_thread(self._writer.join)
+        self._reader.shutdown(wait=True)
+        for conn in (self._write_conn, self._read_conn):
+            if conn is not None:
+                conn.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # publishing --------------------------------------------------------------------------
+
+    async def publish(self, topic: str, key: str, value: bytes) -> Record:
+        (record,) = await self.publish_many([Outgoing(topic, key, value)])
+        return record
+
+    async def publish_many(self, records: Sequence[Outgoing]) -> list[Record]:
+        items = list(records)
+        if not items:
+            return []
+        result: list[Record] = await self._submit(
+            lambda conn: self._append(conn, items), tuple({r.topic for r in items})
+        )
+        return result
+
+    def _append(self, conn: sqlite3.Connection, items: list[Outgoing]) -> list[Record]:
+        now_ms = int(time.time() * 1000)
+        stored = []
+        for item in items:
+            partition = partition_for(item.key, self._partition_count(conn, item.topic))
+            offset = self._next_offset(conn, item.topic, partition)
+            conn.execute(
+                "INSERT INTO records (topic, partition, offset, key, value, ts_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (item.topic, partition, offset, item.key, item.value, now_ms),
+            )
+            self._next_offsets[(item.topic, partition)] = offset + 1
+            stored.append(Record(item.topic, partition, offset, item.key, item.value, now_ms))
+        return stored
+
+    def _partition_count(self, conn: sqlite3.Connection, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?, ?)",
+                (topic, self.default_partitions),
+            )
+            (count,) = conn.execute(
+                "SELECT partitions FROM topics WHERE name = ?", (topic,)
+            ).fetchone()
+            if count != self.default_partitions:
+                log.warning("topic %s keeps its %d partitions (setting says %d)",
+                            topic, count, self.default_partitions)
+            self._partitions[topic] = count
+        return count
+
+    def _next_offset(self, conn: sqlite3.Connection, topic: str, partition: int) -> int:
+        cached = self._next_offsets.get((topic, partition))
+        if cached is not None:
+            return cached
+        (next_offset,) = conn.execute(
+            "SELECT COALESCE(MAX(offset) + 1, 0) FROM records WHERE topic = ? AND partition = ?",
+            (topic, partition),
+        ).fetchone()
+        return int(next_offset)
+
+    async def _submit(self, run: Callable[[sqlite3.Connection], Any], topics: tuple[str, ...]) -> Any:
+        if self._closed or self._writer is None:
+            raise BusError("the bus is not started or already closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._ops.put(_Op(run, topics, loop, future))
+        return await future
+
+    def _write_loop(self) -> None:
+        assert self._write_conn is not None
+        conn = self._write_conn
+        data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        while True:
+            first = self._ops.get()
+            if first is _CLOSE:
+                return
+            ops = [first]
+            closing = False
+            while len(ops) < _MAX_OPS_PER_TRANSACTION:
+                try:
+                    nxt = self._ops.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _CLOSE:
+                    closing = True
+                    break
+                ops.append(nxt)
+            data_version = self._run_transaction(conn, ops, data_version)  # type: ignore[arg-type]
+            if closing:
+                return
+
+    def _run_transaction(self, conn: sqlite3.Connection, ops: list[_Op], data_version: int) -> int:
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            current = conn.execute("PRAGMA data_version").fetchone()[0]
+            if current != data_version:
+                # Another process wrote since our last transaction: offsets cached here are stale.
+                self._next_offsets.clear()
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((op, op.run(conn), None))
+                    conn.execute("RELEASE op")
+                except Exception as exc:  # one bad op must not fail the others
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    self._next_offsets.clear()
+                    results.append((op, None, exc))
+            conn.execute("COMMIT")
+            data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._next_offsets.clear()
+            error = BusError(f"embedded bus write failed: {exc}")
+            error.__cause__ = exc
+            results = [(op, None, error) for op in ops]
+        topics: set[str] = set()
+        for op, value, error in results:
+            op.loop.call_soon_threadsafe(_settle, op.future, value, error)
+            if error is None:
+                topics.update(op.topics)
+        if topics and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake, topics)
+        return int(data_version)
+
+    def _wake(self, topics: set[str]) -> None:
+        for topic in topics:
+            event = self._wakeups.pop(topic, None)
+            if event is not None:
+                event.set()
+
+    def wakeup_for(self, topic: str) -> asyncio.Event:
+        """An event set on the next commit of a record to `topic` in this process."""
+        event = self._wakeups.get(topic)
+        if event is None:
+            event = self._wakeups[topic] = asyncio.Event()
+        return event
+
+    # reading -----------------------------------------------------------------------------
+
+    async def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run a read-only query function on the reader thread."""
+        if self._closed or self._read_conn is None:
+            raise BusError("the bus is not started or already closed")
+        conn = self._read_conn
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._reader, fn, conn)
+        except sqlite3.Error as exc:
+            raise BusError(f"embedded bus read failed: {exc}") from exc
+
+    async def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run a write function in the writer's next transaction; returns once durable."""
+        return await self._submit(fn, ())
+
+    def consumer(
+        self, topics: Sequence[str], group: str | None = None, start: StartAt = "earliest"
+    ) -> EmbeddedConsumer:
+        if not topics:
+            raise BusError("a consumer needs at least one topic")
+        return EmbeddedConsumer(self, tuple(sorted(set(topics))), group, start)
+
+    def _join(self, member: EmbeddedConsumer) -> None:
+        assert member.group is not None
+        group = self._groups.setdefault(member.group, _Group(member.topics))
+        if group.topics != member.topics:
+            raise BusError(
+                f"group {member.group!r} consumes {list(group.topics)}, not {list(member.topics)}"
+            )
+        group.members.append(member)
+        group.generation += 1
+
+    def _leave(self, member: EmbeddedConsumer) -> None:
+        assert member.group is not None
+        group = self._groups.get(member.group)
+        if group is not None and member in group.members:
+            group.members.remove(member)
+            group.generation += 1
+            if not group.members:
+                del self._groups[member.group]
+
+    async def replay(self, topics: Sequence[str]) -> AsyncIterator[Record]:
+        wanted = tuple(sorted(set(topics)))
+        after_seq = 0
+        while True:
+            rows = await self.read(lambda c: _page(c, wanted, after_seq, _PAGE))
+            for seq, record in rows:
+                after_seq = seq
+                yield record
+            if len(rows) < _PAGE:
+                return
+
+    async def partitions_of(self, topic: str) -> int:
+        """How many partitions `topic` has (the configured default for a new topic)."""
+        row = await self.read(
+            lambda c: c.execute("SELECT partitions FROM topics WHERE name = ?", (topic,)).fetchone()
+        )
+        return int(row[0]) if row else self.default_partitions
+
+
+@dataclass(slots=True)
+class _Group:
+    topics: tuple[str, ...]
+    members: list[EmbeddedConsumer] = field(default_factory=list)
+    generation: int = 0
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
+
+
+def _page(
+    conn: sqlite3.Connection, topics: tuple[str, ...], after_seq: int, limit: int
+) -> list[tuple[int, Record]]:
+    marks = ",".join("?" * len(topics))
+    rows = conn.execute(
+        f"SELECT seq, topic, partition, offset, key, value, ts_ms FROM records"  # noqa: S608
+        f" WHERE seq > ? AND topic IN ({marks}) ORDER BY seq LIMIT ?",
+        (after_seq, *topics, limit),
+    ).fetchall()
+    return [(row[0], Record(row[1], row[2], row[3], row[4], bytes(row[5]), row[6])) for row in rows]
+
+
+class EmbeddedConsumer:
+    """A consumer of the embedded bus (see `Consumer`). Reads by the log's global sequence,
+    keeping a position per assigned partition; within a group, partitions are split among
+    the members of this process, and reassigned when members join or leave."""
+
+    def __init__(
+        self, bus: EmbeddedBus, topics: tuple[str, ...], group: str | None, start: StartAt
+    ) -> None:
+        self.bus = bus
+        self.topics = topics
+        self.group = group
+        self.start = start
+        self._positions: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], int] = {}
+        self._assigned: frozenset[tuple[str, int]] | None = None
+        self._generation = -1
+        self._after_seq: int | None = None
+        self._joined = False
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._joined:
+            self.bus._leave(self)
+
+    @property
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        """The (topic, partition) pairs this consumer currently reads."""
+        return self._assigned or frozenset()
+
+    async def fetch(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
+        if self._closed:
+            raise BusError("the consumer is closed")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            wakeups = [self.bus.wakeup_for(topic) for topic in self.topics]
+            await self._refresh_assignment()
+            records = await self._read_available(max_records)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            await _wait_any(wakeups, min(remaining, self.bus.poll_interval_s))
+
+    async def _read_available(self, max_records: int) -> list[Record]:
+        out: list[Record] = []
+        page = max(max_records, 100)
+        while len(out) < max_records:
+            after_seq = self._after_seq or 0
+            rows = await self.bus.read(lambda c: _page(c, self.topics, after_seq, page))
+            for seq, record in rows:
+                self._after_seq = seq
+                where = (record.topic, record.partition)
+                position = self._positions.get(where)
+                if position is None or record.offset < position:
+                    continue  # not ours, or already delivered
+                self._positions[where] = record.offset + 1
+                out.append(record)
+                if len(out) >= max_records:
+                    break
+            if len(rows) < page:
+                break
+        return out
+
+    async def _refresh_assignment(self) -> None:
+        if self.group is not None and not self._joined:
+            self.bus._join(self)
+            self._joined = True
+        generation = self.bus._groups[self.group].generation if self.group else 0
+        if generation == self._generation:
+            return
+        self._generation = generation
+        everything = []
+        for topic in self.topics:
+            everything += [(topic, p) for p in range(await self.bus.partitions_of(topic))]
+        if self.group is None:
+            assigned = frozenset(everything)
+        else:
+            members = self.bus._groups[self.group].members
+            index = members.index(self)
+            assigned = frozenset(tp for i, tp in enumerate(everything) if i % len(members) == index)
+        fresh = assigned - set(self._positions)
+        self._positions = {tp: pos for tp, pos in self._positions.items() if tp in assigned}
+        self._assigned = assigned
+        if fresh:
+            await self._seek(fresh)
+
+    async def _seek(self, fresh: frozenset[tuple[str, int]]) -> None:
+        """Set the positions of newly assigned partitions: committed offset, else `start`."""
+        committed: dict[tuple[str, int], int] = {}
+        if self.group is not None:
+            group = self.group
+            rows = await self.bus.read(
+                lambda c: c.execute(
+                    "SELECT topic, partition, next_offset FROM group_offsets WHERE grp = ?",
+                    (group,),
+                ).fetchall()
+            )
+            committed = {(t, p): o for t, p, o in rows}
+        ends = await self.bus.read(_partition_ends)
+        for tp in fresh:
+            if tp in committed:
+                self._positions[tp] = committed[tp]
+            elif self.start == "latest":
+                self._positions[tp] = ends.get(tp, 0)
+            else:
+                self._positions[tp] = 0
+            self._committed[tp] = committed.get(tp, -1)
+        # Rewind the scan to the earliest record any fresh partition still has to deliver.
+        targets = {tp: self._positions[tp] for tp in fresh}
+        rewind = await self.bus.read(lambda c: _seq_before(c, targets))
+        self._after_seq = rewind if self._after_seq is None else min(self._after_seq, rewind)
+
+    async def commit(self) -> None:
+        if self.group is None:
+            raise BusError("a consumer without a group has nothing to commit")
+        if self._closed:
+            raise BusError("the consumer is closed")
+        changed = {tp: pos for tp, pos in self._positions.items() if self._committed.get(tp) != pos}
+        if not changed:
+            return
+        group = self.group
+
+        def store(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO group_offsets (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                [(group, t, p, pos) for (t, p), pos in changed.items()],
+            )
+
+        await self.bus.write(store)
+        self._committed.update(changed)
+
+    def position(self, topic: str, partition: int) -> int | None:
+        """The next offset this consumer will deliver from the partition, if assigned."""
+        return self._positions.get((topic, partition))
+
+
+def _partition_ends(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+    rows = conn.execute(
+        "SELECT topic, partition, MAX(offset) + 1 FROM records GROUP BY topic, partition"
+    ).fetchall()
+    return {(t, p): end for t, p, end in rows}
+
+
+def _seq_before(conn: sqlite3.Connection, positions: dict[tuple[str, int], int]) -> int:
+    """The largest seq below every record at or after the given partition positions."""
+    lowest: int | None = None
+    for (topic, partition), offset in positions.items():
+        row = conn.execute(
+            "SELECT MIN(seq) FROM records WHERE topic = ? AND partition = ? AND offset >= ?",
+            (topic, partition, offset),
+        ).fetchone()
+        if row[0] is not None:
+            lowest = row[0] if lowest is None else min(lowest, row[0])
+    if lowest is None:
+        (top,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()
+        return int(top)
+    return int(lowest) - 1
+
+
+async def _wait_any(events: list[asyncio.Event], timeout_s: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

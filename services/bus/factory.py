@@ -1,0 +1,19 @@
+"""Choosing the bus implementation from the settings."""
+
+from __future__ import annotations
+
+from services.bus.embedded import EmbeddedBus
+from services.bus.errors import BusError
+from services.bus.protocol import Bus
+from services.settings import Settings
+
+
+def bus_from_settings(settings: Settings) -> Bus:
+    """The bus named by `NGPU_BUS`, not yet started."""
+    if settings.bus == "embedded":
+        return EmbeddedBus(
+            settings.bus_path,
+            partitions=settings.bus_partitions,
+            poll_interval_s=settings.bus_poll_interval_s,
+        )
+    raise BusError(f"NGPU_BUS={settings.bus!r} is not available in this build yet")

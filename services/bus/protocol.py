@@ -1,0 +1,90 @@
+"""The Bus contract every implementation (embedded SQLite log, Kafka) keeps.
+
+- `publish`/`publish_many` return only once every record is durable; records with the
+  same key land in the same partition, in publish order.
+- A consumer in a named group receives each record of its partitions at least once;
+  `commit()` stores the position after everything it has returned so far, and a new
+  member of the group resumes from there. Without a group, nothing is committed.
+- `replay` reads every record of the topics from the beginning, in each partition's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, Self
+
+StartAt = Literal["earliest", "latest"]
+"""Where a consumer without a committed position begins."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored record. `offset` is its position within (`topic`, `partition`)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record to publish."""
+
+    topic: str
+    key: str
+    value: bytes
+
+
+class Consumer(Protocol):
+    """A subscription to some topics, alone or as one member of a consumer group."""
+
+    async def fetch(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
+        """Up to `max_records` next records; waits up to `timeout_s` when there are none
+        (waking as soon as one is published) and then returns an empty list."""
+        ...
+
+    async def commit(self) -> None:
+        """Durably store the position after every record fetched so far."""
+        ...
+
+    async def close(self) -> None:
+        """Leave the group; uncommitted records will be delivered again to the group."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+class Bus(Protocol):
+    """A durable, partitioned, keyed log of records."""
+
+    async def start(self) -> None:
+        """Open the bus; must be called before anything else."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and release resources."""
+        ...
+
+    async def publish(self, topic: str, key: str, value: bytes) -> Record:
+        """Append one record; returns once it is durable."""
+        ...
+
+    async def publish_many(self, records: Sequence[Outgoing]) -> list[Record]:
+        """Append several records; returns once all are durable, in the given order."""
+        ...
+
+    def consumer(
+        self, topics: Sequence[str], group: str | None = None, start: StartAt = "earliest"
+    ) -> Consumer:
+        """A consumer of `topics`, a member of `group` when one is named."""
+        ...
+
+    def replay(self, topics: Sequence[str]) -> AsyncIterator[Record]:
+        """Every record of `topics` from the beginning up to now."""
+        ...
