@@ -15,7 +15,6 @@ import inspect
 import math
 import typing
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import orjson
@@ -32,10 +31,15 @@ _STRICT_FIELDS = ConfigDict(extra="forbid")
 _DATETIME = TypeAdapter(datetime)
 
 
-@cache
+_ADAPTERS: dict[type[Event], TypeAdapter[Any]] = {}
+
+
 def _adapter(cls: type[Event]) -> TypeAdapter[Any]:
-    _forbid_extra_fields(cls)
-    return TypeAdapter(cls)
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        _forbid_extra_fields(cls)
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
 
 
 def _forbid_extra_fields(cls: type) -> None:
@@ -73,10 +77,10 @@ def encode(envelope: Envelope) -> bytes:
 
 
 def _reject_non_finite(event: Event) -> None:
-    for name in event.__dataclass_fields__:
-        value = getattr(event, name)
+    for spec in dataclasses.fields(event):
+        value = getattr(event, spec.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise EventEncodeError(f"{type(event).__name__}.{name} is not finite: {value}")
+            raise EventEncodeError(f"{type(event).__name__}.{spec.name} is not finite: {value}")
 
 
 def decode(data: bytes | bytearray | memoryview | str) -> Envelope:

@@ -49,7 +49,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
 """Every event class by its wire `type` (the class name)."""
 
 
-
 def is_terminal(event: Event) -> bool:
     """Whether `event` ends its task: completed, cancelled, expired, or failed for good."""
     if isinstance(event, TaskFailed):

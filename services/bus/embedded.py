@@ -12,6 +12,7 @@ runs its roles in one process); their committed offsets persist across restarts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import sqlite3
@@ -71,6 +72,15 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 @dataclass(slots=True)
+class BusStats:
+    """Counters of one `EmbeddedBus` since it started (for tests, benchmarks, metrics)."""
+
+    transactions: int = 0
+    records_written: int = 0
+    reads: int = 0
+
+
+@dataclass(slots=True)
 class _Op:
     """A unit of write work run inside the writer's transaction."""
 
@@ -98,6 +108,7 @@ class EmbeddedBus:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._groups: dict[str, _Group] = {}
         self._closed = False
+        self.stats = BusStats()
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -159,6 +170,7 @@ class EmbeddedBus:
                 (item.topic, partition, offset, item.key, item.value, now_ms),
             )
             self._next_offsets[(item.topic, partition)] = offset + 1
+            self.stats.records_written += 1
             stored.append(Record(item.topic, partition, offset, item.key, item.value, now_ms))
         return stored
 
@@ -173,8 +185,12 @@ class EmbeddedBus:
                 "SELECT partitions FROM topics WHERE name = ?", (topic,)
             ).fetchone()
             if count != self.default_partitions:
-                log.warning("topic %s keeps its %d partitions (setting says %d)",
-                            topic, count, self.default_partitions)
+                log.warning(
+                    "topic %s keeps its %d partitions (setting says %d)",
+                    topic,
+                    count,
+                    self.default_partitions,
+                )
             self._partitions[topic] = count
         return count
 
@@ -188,7 +204,9 @@ class EmbeddedBus:
         ).fetchone()
         return int(next_offset)
 
-    async def _submit(self, run: Callable[[sqlite3.Connection], Any], topics: tuple[str, ...]) -> Any:
+    async def _submit(
+        self, run: Callable[[sqlite3.Connection], Any], topics: tuple[str, ...]
+    ) -> Any:
         if self._closed or self._writer is None:
             raise BusError("the bus is not started or already closed")
         loop = asyncio.get_running_loop()
@@ -238,14 +256,15 @@ class EmbeddedBus:
                     self._next_offsets.clear()
                     results.append((op, None, exc))
             conn.execute("COMMIT")
+            self.stats.transactions += 1
             data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._next_offsets.clear()
-            error = BusError(f"embedded bus write failed: {exc}")
-            error.__cause__ = exc
-            results = [(op, None, error) for op in ops]
+            failure = BusError(f"embedded bus write failed: {exc}")
+            failure.__cause__ = exc
+            results = [(op, None, failure) for op in ops]
         topics: set[str] = set()
         for op, value, error in results:
             op.loop.call_soon_threadsafe(_settle, op.future, value, error)
@@ -275,6 +294,7 @@ class EmbeddedBus:
         if self._closed or self._read_conn is None:
             raise BusError("the bus is not started or already closed")
         conn = self._read_conn
+        self.stats.reads += 1
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._reader, fn, conn)
@@ -315,7 +335,9 @@ class EmbeddedBus:
         wanted = tuple(sorted(set(topics)))
         after_seq = 0
         while True:
-            rows = await self.read(lambda c: _page(c, wanted, after_seq, _PAGE))
+            rows = await self.read(
+                functools.partial(_page, topics=wanted, after_seq=after_seq, limit=_PAGE)
+            )
             for seq, record in rows:
                 after_seq = seq
                 yield record
@@ -369,7 +391,7 @@ class EmbeddedConsumer:
         self.bus = bus
         self.topics = topics
         self.group = group
-        self.start = start
+        self.start_at = start
         self._positions: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
         self._assigned: frozenset[tuple[str, int]] | None = None
@@ -379,10 +401,19 @@ class EmbeddedConsumer:
         self._closed = False
 
     async def __aenter__(self) -> Self:
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def start(self) -> None:
+        if self._closed:
+            raise BusError("the consumer is closed")
+        if self.group is not None and not self._joined:
+            self.bus._join(self)
+            self._joined = True
+        await self._refresh_assignment()
 
     async def close(self) -> None:
         if self._closed:
@@ -399,6 +430,8 @@ class EmbeddedConsumer:
     async def fetch(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
         if self._closed:
             raise BusError("the consumer is closed")
+        if self.group is not None and not self._joined:
+            await self.start()
         deadline = time.monotonic() + timeout_s
         while True:
             wakeups = [self.bus.wakeup_for(topic) for topic in self.topics]
@@ -414,7 +447,9 @@ class EmbeddedConsumer:
         page = max(max_records, 100)
         while len(out) < max_records:
             after_seq = self._after_seq or 0
-            rows = await self.bus.read(lambda c: _page(c, self.topics, after_seq, page))
+            rows = await self.bus.read(
+                functools.partial(_page, topics=self.topics, after_seq=after_seq, limit=page)
+            )
             for seq, record in rows:
                 self._after_seq = seq
                 where = (record.topic, record.partition)
@@ -430,9 +465,6 @@ class EmbeddedConsumer:
         return out
 
     async def _refresh_assignment(self) -> None:
-        if self.group is not None and not self._joined:
-            self.bus._join(self)
-            self._joined = True
         generation = self.bus._groups[self.group].generation if self.group else 0
         if generation == self._generation:
             return
@@ -468,7 +500,7 @@ class EmbeddedConsumer:
         for tp in fresh:
             if tp in committed:
                 self._positions[tp] = committed[tp]
-            elif self.start == "latest":
+            elif self.start_at == "latest":
                 self._positions[tp] = ends.get(tp, 0)
             else:
                 self._positions[tp] = 0
@@ -490,8 +522,9 @@ class EmbeddedConsumer:
 
         def store(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "INSERT INTO group_offsets (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                "INSERT INTO group_offsets (grp, topic, partition, next_offset)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (grp, topic, partition)"
+                " DO UPDATE SET next_offset = excluded.next_offset",
                 [(group, t, p, pos) for (t, p), pos in changed.items()],
             )
 

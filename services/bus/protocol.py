@@ -40,7 +40,12 @@ class Outgoing:
 
 
 class Consumer(Protocol):
-    """A subscription to some topics, alone or as one member of a consumer group."""
+    """A subscription to some topics, alone or as one member of a consumer group.
+    `start()` (or entering the context) joins the group; `fetch` starts it if needed."""
+
+    async def start(self) -> None:
+        """Join the group and take a share of its partitions."""
+        ...
 
     async def fetch(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
         """Up to `max_records` next records; waits up to `timeout_s` when there are none

@@ -1,0 +1,130 @@
+"""The Bus contract, exercised on a real bus (the fixture decides which)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import pytest
+
+from services.bus import Bus, BusError, Outgoing, Record
+
+
+def _batch(n: int, keys: int = 7, topic: str = "t") -> list[Outgoing]:
+    return [Outgoing(topic, f"k{i % keys}", f"{i % keys}:{i // keys}".encode()) for i in range(n)]
+
+
+async def _drain(consumer, until: int, timeout_s: float = 10.0) -> list[Record]:  # type: ignore[no-untyped-def]
+    got: list[Record] = []
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while len(got) < until and asyncio.get_running_loop().time() < deadline:
+        got += await consumer.fetch(1000, timeout_s=0.2)
+    return got
+
+
+async def test_publish_keeps_order_per_key_and_one_partition_per_key(bus: Bus) -> None:
+    stored = await bus.publish_many(_batch(200))
+    stored.append(await bus.publish("t", "k0", b"0:last"))
+    by_key: dict[str, list[Record]] = defaultdict(list)
+    for record in stored:
+        by_key[record.key].append(record)
+    for records in by_key.values():
+        assert len({r.partition for r in records}) == 1
+        assert [r.offset for r in records] == sorted(r.offset for r in records)
+    replayed = [r async for r in bus.replay(["t"])]
+    assert len(replayed) == 201
+    for key, records in by_key.items():
+        assert [r.value for r in replayed if r.key == key] == [r.value for r in records]
+
+
+async def test_offsets_are_dense_per_partition(bus: Bus) -> None:
+    stored = await bus.publish_many(_batch(100))
+    per_partition: dict[int, list[int]] = defaultdict(list)
+    for record in stored:
+        per_partition[record.partition].append(record.offset)
+    for offsets in per_partition.values():
+        assert offsets == list(range(len(offsets)))
+
+
+async def test_group_consumer_resumes_from_its_commit(bus: Bus) -> None:
+    await bus.publish_many(_batch(50))
+    async with bus.consumer(["t"], group="g") as first:
+        got = await _drain(first, 50)
+        assert len(got) == 50
+        await first.commit()
+    await bus.publish_many(_batch(10, topic="t"))
+    async with bus.consumer(["t"], group="g") as second:
+        rest = await _drain(second, 10)
+        assert len(rest) == 10
+        assert await second.fetch(100, timeout_s=0.1) == []
+
+
+async def test_uncommitted_records_are_delivered_again(bus: Bus) -> None:
+    await bus.publish_many(_batch(30))
+    async with bus.consumer(["t"], group="g") as first:
+        assert len(await _drain(first, 30)) == 30
+    async with bus.consumer(["t"], group="g") as second:
+        assert len(await _drain(second, 30)) == 30
+
+
+async def test_groups_are_independent(bus: Bus) -> None:
+    await bus.publish_many(_batch(20))
+    async with bus.consumer(["t"], group="a") as a, bus.consumer(["t"], group="b") as b:
+        assert len(await _drain(a, 20)) == 20
+        await a.commit()
+        assert len(await _drain(b, 20)) == 20
+
+
+async def test_members_of_a_group_split_the_partitions_and_see_everything(bus: Bus) -> None:
+    await bus.publish_many(_batch(400, keys=40))
+    one, two = bus.consumer(["t"], group="g"), bus.consumer(["t"], group="g")
+    await one.start()
+    await two.start()
+    got_one, got_two = await asyncio.gather(_drain(one, 400, 1.5), _drain(two, 400, 1.5))
+    assert got_one and got_two
+    assert not {r.key for r in got_one} & {r.key for r in got_two}
+    assert sorted((r.partition, r.offset) for r in got_one + got_two) == sorted(
+        [(r.partition, r.offset) async for r in bus.replay(["t"])]
+    )
+    await one.commit()
+    await two.commit()
+    await one.close()
+    await bus.publish_many(_batch(40, keys=40))
+    assert len(await _drain(two, 40)) == 40
+    await two.close()
+
+
+async def test_start_latest_skips_history_and_earliest_reads_it(bus: Bus) -> None:
+    await bus.publish_many(_batch(10))
+    async with bus.consumer(["t"], start="latest") as latest, bus.consumer(["t"]) as earliest:
+        assert await latest.fetch(100, timeout_s=0.1) == []
+        assert len(await _drain(earliest, 10)) == 10
+        await bus.publish("t", "new", b"x")
+        assert [r.value for r in await _drain(latest, 1)] == [b"x"]
+
+
+async def test_consumer_wakes_on_publish(bus: Bus) -> None:
+    async with bus.consumer(["t"], start="latest") as consumer:
+        await consumer.fetch(10, timeout_s=0.05)
+        waiting = asyncio.create_task(consumer.fetch(10, timeout_s=30))
+        await asyncio.sleep(0.1)
+        await bus.publish("t", "k", b"hello")
+        got = await asyncio.wait_for(waiting, timeout=10)
+        assert [r.value for r in got] == [b"hello"]
+
+
+async def test_consumer_reads_only_its_topics(bus: Bus) -> None:
+    await bus.publish_many(_batch(5, topic="a") + _batch(7, topic="b"))
+    async with bus.consumer(["b"]) as consumer:
+        got = await _drain(consumer, 7)
+        assert {r.topic for r in got} == {"b"} and len(got) == 7
+
+
+async def test_a_consumer_without_group_cannot_commit(bus: Bus) -> None:
+    async with bus.consumer(["t"]) as consumer:
+        with pytest.raises(BusError):
+            await consumer.commit()
+
+
+async def test_publish_many_of_nothing_is_nothing(bus: Bus) -> None:
+    assert await bus.publish_many([]) == []

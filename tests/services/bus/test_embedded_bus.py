@@ -1,0 +1,67 @@
+"""What only the embedded bus promises: persistence of the file, cross-process visibility,
+an idle consumer that does not spin."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from services.bus import EmbeddedBus, Outgoing
+
+
+async def test_log_and_commits_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "bus.sqlite3"
+    async with EmbeddedBus(path, partitions=3) as bus:
+        first = await bus.publish_many([Outgoing("t", f"k{i}", b"v") for i in range(30)])
+        async with bus.consumer(["t"], group="g") as consumer:
+            assert len(await consumer.fetch(20, timeout_s=0.1)) == 20
+            await consumer.commit()
+    async with EmbeddedBus(path, partitions=9) as bus:
+        assert await bus.partitions_of("t") == 3  # changing the setting must not move keys
+        again = await bus.publish("t", "k0", b"after")
+        same_key = [r for r in first if r.key == "k0"]
+        assert again.partition == same_key[0].partition
+        assert again.offset == max(r.offset for r in first if r.partition == again.partition) + 1
+        async with bus.consumer(["t"], group="g") as consumer:
+            rest = await consumer.fetch(100, timeout_s=0.1)
+            assert len(rest) == 11
+
+
+async def test_concurrent_publishes_share_transactions(tmp_path: Path) -> None:
+    async with EmbeddedBus(tmp_path / "bus.sqlite3") as bus:
+        await asyncio.gather(*(bus.publish("t", f"k{i}", b"v") for i in range(500)))
+        assert bus.stats.records_written == 500
+        assert bus.stats.transactions < 500
+
+
+async def test_records_written_by_another_process_reach_an_idle_consumer(tmp_path: Path) -> None:
+    path = tmp_path / "bus.sqlite3"
+    script = (
+        "import asyncio, sys\n"
+        "from services.bus import EmbeddedBus\n"
+        "async def main():\n"
+        "    async with EmbeddedBus(sys.argv[1]) as bus:\n"
+        "        await bus.publish('t', 'other', b'from-child')\n"
+        "asyncio.run(main())\n"
+    )
+    async with EmbeddedBus(path, poll_interval_s=0.05) as bus, bus.consumer(["t"]) as consumer:
+        assert await consumer.fetch(10, timeout_s=0.05) == []
+        waiting = asyncio.create_task(consumer.fetch(10, timeout_s=30))
+        await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", script, str(path)], check=True
+        )
+        got = await asyncio.wait_for(waiting, 30)
+        assert [r.value for r in got] == [b"from-child"]
+
+
+async def test_idle_consumer_reads_the_log_only_at_the_poll_interval(tmp_path: Path) -> None:
+    async with EmbeddedBus(tmp_path / "bus.sqlite3", poll_interval_s=0.2) as bus:
+        async with bus.consumer(["t"]) as consumer:
+            await consumer.fetch(10, timeout_s=0.01)
+            before = bus.stats.reads
+            assert await consumer.fetch(10, timeout_s=1.0) == []
+            reads = bus.stats.reads - before
+        # About five polls in one second; a busy loop would make thousands.
+        assert 1 <= reads <= 12

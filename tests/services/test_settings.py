@@ -1,0 +1,61 @@
+"""Settings: zero-config defaults, and invalid values that stop the start by name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.settings import SettingsError, load_settings
+
+
+def test_defaults_run_the_embedded_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("NGPU_"):
+            monkeypatch.delenv(name)
+    settings = load_settings()
+    assert settings.bus == "embedded"
+    assert settings.data_dir == Path(".ngpu")
+    assert settings.bus_path == Path(".ngpu/bus.sqlite3")
+    assert settings.resolved_clickhouse_dsn == f"chdb:///{Path('.ngpu').resolve()}/clickhouse"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NGPU_PORT", "eighty"),
+        ("NGPU_PORT", "70000"),
+        ("NGPU_BUS", "carrier-pigeon"),
+        ("NGPU_BUS_PARTITIONS", "0"),
+        ("NGPU_BUS_POLL_INTERVAL_S", "-1"),
+        ("NGPU_LOG_LEVEL", "chatty"),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
+
+
+def test_kafka_without_bootstrap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NGPU_BUS", "kafka")
+    monkeypatch.setenv("NGPU_KAFKA_BOOTSTRAP", " ")
+    with pytest.raises(SettingsError, match="NGPU_KAFKA_BOOTSTRAP"):
+        load_settings()
+
+
+def test_the_cli_stops_with_the_variable_named(tmp_path: Path) -> None:
+    env = {**os.environ, "NGPU_BUS_PARTITIONS": "many"}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "events", "tail", "--no-follow",
+         "--data-dir", str(tmp_path)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "NGPU_BUS_PARTITIONS" in result.stderr
+    assert "Traceback" not in result.stderr
