@@ -2,7 +2,7 @@
 
 from events import topics
 from events.base import Event, utc_now
-from events.codec import decode, encode, event_json_schema, to_document
+from events.codec import decode, encode, event_from_data, event_json_schema, to_document
 from events.deployment import (
     DeploymentFailed,
     DeploymentReady,
@@ -58,6 +58,7 @@ __all__ = [
     "WorkspaceUpdated",
     "decode",
     "encode",
+    "event_from_data",
     "event_json_schema",
     "is_terminal",
     "to_document",

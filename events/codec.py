@@ -118,6 +118,16 @@ def decode(data: bytes | bytearray | memoryview | str) -> Envelope:
     return Envelope(event=event, event_id=doc["event_id"], occurred_at=occurred_at)
 
 
+def event_from_data(cls: type[Event], data: Any) -> Event:
+    """Build a `cls` event from the `data` part of a wire document (a JSON-decoded dict).
+    Raises `EventDecodeError` like `decode`."""
+    try:
+        event: Event = _adapter(cls).validate_python(data)
+    except ValidationError as exc:
+        raise EventDecodeError(f"{cls.__name__}: {_summarize(exc)}") from exc
+    return event
+
+
 def _summarize(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or '<data>'}: {err['msg']}"

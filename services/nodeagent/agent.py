@@ -1,0 +1,143 @@
+"""The node agent's control loop: register, heartbeat, follow assignments, run them on a
+runtime, report every transition. Stops its deployments cleanly when asked to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from events import DeploymentRequested, GpuInfo
+from services.nodeagent.control import ControlPlaneClient, Registration
+from services.nodeagent.errors import ControlPlaneError, DeploymentError, RuntimeUnavailable
+from services.nodeagent.runtimes.base import Runtime, StatusCallback, StatusReport
+
+log = logging.getLogger(__name__)
+
+RuntimeFactory = Callable[[StatusCallback], Runtime]
+"""Builds the runtime given the callback it must report through."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentIdentity:
+    """What the node registers as. `host` is where the dispatcher will reach it."""
+
+    address: str
+    host: str
+    gpus: tuple[GpuInfo, ...]
+    region: str = ""
+    runtime: str = "process"
+
+
+class NodeAgent:
+    """Runs until `stop()`; `run()` returns after every deployment was stopped and its
+    `stopped` report sent (or could not be)."""
+
+    def __init__(
+        self,
+        client: ControlPlaneClient,
+        identity: AgentIdentity,
+        runtime_factory: RuntimeFactory,
+        *,
+        poll_wait_s: float = 25.0,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.identity = identity
+        self.poll_wait_s = poll_wait_s
+        self.retry_s = retry_s
+        self.reports: asyncio.Queue[StatusReport | None] = asyncio.Queue()
+        self.runtime = runtime_factory(self.reports.put_nowait)
+        self.registration: Registration | None = None
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        self.registration = await self._register()
+        log.info("registered as %s", self.registration.node_id)
+        reporter = asyncio.create_task(self._report_loop(), name="reports")
+        loops = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._assignment_loop(), name="assignments"),
+        ]
+        await self._stopping.wait()
+        for task in loops:
+            task.cancel()
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.runtime.stop_all("node agent stopping")
+        await self.runtime.aclose()
+        self.reports.put_nowait(None)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(reporter, timeout=10)
+
+    async def _register(self) -> Registration:
+        while True:
+            try:
+                return await self.client.register(
+                    address=self.identity.address, host=self.identity.host,
+                    gpus=self.identity.gpus, region=self.identity.region,
+                    runtime=self.identity.runtime,
+                )  # fmt: skip
+            except ControlPlaneError as exc:
+                if exc.status in (400, 401, 403, 422):
+                    raise  # retrying a refused registration cannot succeed
+                log.warning("register failed, retrying: %s", exc)
+                await asyncio.sleep(self.retry_s)
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.registration is not None
+        while True:
+            try:
+                await self.client.heartbeat(in_flight=0)
+            except ControlPlaneError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.registration.heartbeat_interval_s)
+
+    async def _assignment_loop(self) -> None:
+        etag = ""
+        while True:
+            try:
+                wait_s = self.poll_wait_s if etag else 0.0
+                current = await self.client.assignments(etag, wait_s=wait_s)
+            except ControlPlaneError as exc:
+                log.warning("assignments failed: %s", exc)
+                await asyncio.sleep(self.retry_s)
+                continue
+            await self._reconcile(current.deployments)
+            etag = current.etag
+
+    async def _reconcile(self, desired: tuple[DeploymentRequested, ...]) -> None:
+        """Start what is assigned and not running; stop what runs and is not assigned."""
+        wanted = {d.deployment_id: d for d in desired}
+        running = {h.deployment_id: h for h in self.runtime.handles()}
+        for deployment_id, handle in running.items():
+            if deployment_id not in wanted:
+                await self.runtime.stop(handle, "no longer assigned")
+        for deployment_id, spec in wanted.items():
+            if deployment_id not in running:
+                try:
+                    await self.runtime.start(spec)
+                except (DeploymentError, RuntimeUnavailable) as exc:
+                    # The runtime cannot run it at all: say so, so it is placed elsewhere.
+                    self.reports.put_nowait(StatusReport(
+                        deployment_id, spec.node_id, spec.workspace_id, "failed", reason=str(exc)
+                    ))  # fmt: skip
+
+    async def _report_loop(self) -> None:
+        while (report := await self.reports.get()) is not None:
+            while True:
+                try:
+                    await self.client.report(report)
+                    break
+                except ControlPlaneError as exc:
+                    if exc.status is not None and exc.status < 500:
+                        log.warning("report refused, dropped: %s", exc)
+                        break
+                    log.warning("report failed, retrying: %s", exc)
+                    await asyncio.sleep(self.retry_s)

@@ -1,0 +1,114 @@
+"""The node agent's HTTP client of the control plane (register, heartbeat, assignments,
+deployment reports). All I/O goes through one httpx client whose transport tests may
+replace with a real local app."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+
+from events import DeploymentRequested, GpuInfo, event_from_data
+from services.nodeagent.errors import ControlPlaneError
+from services.nodeagent.runtimes.base import StatusReport
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    node_id: str
+    token: str
+    heartbeat_interval_s: float
+    lost_after_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Assignments:
+    etag: str
+    deployments: tuple[DeploymentRequested, ...]
+
+
+class ControlPlaneClient:
+    """Talks to `base_url`. `register` uses the join token; every later call the node's
+    own token. Failures raise `ControlPlaneError` (with the HTTP status when there is one)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        join_token: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._join_token = join_token
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s
+        )
+        self.registration: Registration | None = None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            response = await self._client.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ControlPlaneError(f"{method} {path}: {exc!r}") from exc
+        if response.status_code >= 400:
+            raise ControlPlaneError(
+                f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}",
+                status=response.status_code,
+            )
+        return response
+
+    def _node(self) -> Registration:
+        if self.registration is None:
+            raise ControlPlaneError("the node is not registered")
+        return self.registration
+
+    async def register(
+        self, *, address: str, host: str, gpus: tuple[GpuInfo, ...], region: str, runtime: str
+    ) -> Registration:
+        body = {
+            "address": address,
+            "host": host,
+            "gpus": [asdict(g) for g in gpus],
+            "region": region,
+            "runtime": runtime,
+        }
+        data = (await self._call("POST", "/v1/nodes/register", self._join_token, json=body)).json()
+        self.registration = Registration(
+            data["node_id"], data["token"], data["heartbeat_interval_s"], data["lost_after_s"]
+        )
+        return self.registration
+
+    async def heartbeat(self, in_flight: int = 0) -> str:
+        """Returns the etag of the node's assignments as the control plane sees them."""
+        node = self._node()
+        path = f"/v1/nodes/{node.node_id}/heartbeat"
+        response = await self._call("POST", path, node.token, json={"in_flight": in_flight})
+        etag: str = response.json()["assignments_etag"]
+        return etag
+
+    async def assignments(self, etag: str = "", wait_s: float = 0.0) -> Assignments:
+        """The deployments this node should run; with `etag`, waits up to `wait_s` for a
+        change (a long poll)."""
+        node = self._node()
+        response = await self._call(
+            "GET",
+            f"/v1/nodes/{node.node_id}/assignments",
+            node.token,
+            params={"etag": etag, "wait": wait_s},
+            timeout=wait_s + 10.0,
+        )
+        data = response.json()
+        deployments = tuple(event_from_data(DeploymentRequested, d) for d in data["deployments"])
+        return Assignments(data["etag"], deployments)  # type: ignore[arg-type]
+
+    async def report(self, report: StatusReport) -> None:
+        node = self._node()
+        reason = getattr(report.to_event(), "reason", "")
+        body = {"state": report.state, "host_ports": report.host_ports, "reason": reason}
+        path = f"/v1/nodes/{node.node_id}/deployments/{report.deployment_id}/status"
+        await self._call("POST", path, node.token, json=body)
