@@ -60,7 +60,9 @@ class TaskSubmitted(TaskEvent):
 @dataclass(frozen=True, slots=True)
 class TaskDispatched(TaskEvent):
     """The scheduler assigned attempt `attempt` (1-based) of the task to a ready replica:
-    the dispatcher will call `node_ip:host_port`, nothing else."""
+    the dispatcher will call `http://node_ip:host_port/param_url`, nothing else. The
+    request travels with the dispatch (copied from `TaskSubmitted`) so a dispatcher needs
+    no other event to make the call, whenever it starts."""
 
     task_id: str
     workspace_id: str
@@ -70,6 +72,13 @@ class TaskDispatched(TaskEvent):
     node_address: str
     deployment_id: str
     host_port: int
+    param_url: str = "/"
+    request_body: str = ""
+    body_encoding: BodyEncoding = "utf-8"
+    content_type: str = "application/json"
+    timeout_s: float = 600.0
+    gpu_type: str = ""
+    gpu_count: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -99,6 +100,94 @@ def events_tail(
                 out=sys.stdout.buffer,
             )
         )
+
+
+@app.command("up")
+def up_command(
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default: NGPU_PORT or 8000).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default: NGPU_HOST).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the whole control plane in this process on the embedded backends."""
+    from services.roles import Credentials, run_all
+
+    overrides: dict[str, object] = {"bus": "embedded"}
+    for name, value in (("port", port), ("host", host), ("data_dir", data_dir)):
+        if value is not None:
+            overrides[name] = value
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    _configure_logging(settings.log_level)
+
+    def banner(creds: Credentials) -> None:
+        url = f"http://{settings.host}:{settings.port}"
+        typer.echo(f"NGPU gateway listening on {url}")
+        typer.echo(f"  data dir:        {settings.data_dir.resolve()}")
+        for label, token, source in (
+            ("admin token:    ", creds.admin_token, creds.admin_token_source),
+            ("node join token:", creds.join_token, creds.join_token_source),
+        ):
+            # A token from the environment is the operator's secret: not echoed to logs.
+            shown = "(from the environment)" if source == "environment" else f"{token}  ({source})"
+            typer.echo(f"  {label} {shown}")
+        typer.echo(
+            f"  add a node:      ngpu node --control-plane {url} --join-token <token> "
+            "--host 127.0.0.1 --address 0x<40 hex> --gpu RTX4090:1"
+        )
+        sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_all(settings, on_ready=banner))
+
+
+@app.command("node")
+def node_command(
+    control_plane: Annotated[str, typer.Option(help="The control plane's base URL.")],
+    host: Annotated[str, typer.Option(help="The address the dispatcher reaches this node at.")],
+    address: Annotated[str, typer.Option(help="The node operator's 0x address.")],
+    join_token: Annotated[
+        str, typer.Option(envvar="NGPU_NODE_JOIN_TOKEN", help="The cluster's join token.")
+    ],
+    runtime: Annotated[str, typer.Option(help="process or docker.")] = "process",
+    gpu: Annotated[
+        list[str] | None, typer.Option(help="TYPE:COUNT[:MEMORY_MB] when no driver reports GPUs.")
+    ] = None,
+    region: Annotated[str, typer.Option(help="Region label.")] = "",
+    work_dir: Annotated[Path, typer.Option(help="Logs and state of this agent.")] = Path(
+        ".ngpu-node"
+    ),
+) -> None:
+    """Run a node agent: register, heartbeat, run assigned deployments until SIGTERM."""
+    from services.nodeagent.errors import NodeAgentError
+    from services.nodeagent.main import run_node
+
+    if runtime not in ("process", "docker"):
+        typer.echo(f"--runtime must be process or docker, not {runtime!r}", err=True)
+        raise typer.Exit(2)
+    _configure_logging("info")
+    try:
+        asyncio.run(
+            run_node(
+                control_plane=control_plane, join_token=join_token, runtime=runtime,
+                host=host, address=address, gpus=gpu or [], region=region, work_dir=work_dir,
+            )
+        )  # fmt: skip
+    except NodeAgentError as exc:
+        typer.echo(f"ngpu node: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # One line per HTTP call (heartbeats, health checks) drowns everything else.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def main() -> None:

@@ -49,6 +49,27 @@ class Settings(BaseSettings):
         None, description="Token node agents present to register; generated when unset."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    heartbeat_interval_s: float = Field(
+        2.0, gt=0, le=300, description="How often node agents heartbeat (told at registration)."
+    )
+    node_lost_after_s: float = Field(
+        15.0, gt=0, le=3600, description="A node with no heartbeat for this long is lost."
+    )
+    scheduler_tick_s: float = Field(
+        0.5, gt=0, le=60, description="How often the scheduler checks liveness and replicas."
+    )
+    assignment_wait_max_s: float = Field(
+        30.0, gt=0, le=300, description="Longest a node's assignments long poll is held."
+    )
+
+    @model_validator(mode="after")
+    def _lost_after_outlasts_heartbeats(self) -> Settings:
+        if self.node_lost_after_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                "NGPU_NODE_LOST_AFTER_S must exceed NGPU_HEARTBEAT_INTERVAL_S, "
+                "or every node is lost between two heartbeats"
+            )
+        return self
 
     @model_validator(mode="after")
     def _kafka_needs_bootstrap(self) -> Settings:

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -510,12 +510,17 @@ class EmbeddedConsumer:
         rewind = await self.bus.read(lambda c: _seq_before(c, targets))
         self._after_seq = rewind if self._after_seq is None else min(self._after_seq, rewind)
 
-    async def commit(self) -> None:
+    async def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
         if self.group is None:
             raise BusError("a consumer without a group has nothing to commit")
         if self._closed:
             raise BusError("the consumer is closed")
-        changed = {tp: pos for tp, pos in self._positions.items() if self._committed.get(tp) != pos}
+        wanted = self._positions if offsets is None else offsets
+        changed = {
+            tp: pos
+            for tp, pos in wanted.items()
+            if tp in self._positions and self._committed.get(tp) != pos
+        }
         if not changed:
             return
         group = self.group

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, Self
 
@@ -52,8 +52,10 @@ class Consumer(Protocol):
         (waking as soon as one is published) and then returns an empty list."""
         ...
 
-    async def commit(self) -> None:
-        """Durably store the position after every record fetched so far."""
+    async def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Durably store the position after every record fetched so far, or, with
+        `offsets`, the given next offsets of (topic, partition) pairs this consumer holds
+        (for consumers that finish records out of order)."""
         ...
 
     async def close(self) -> None:

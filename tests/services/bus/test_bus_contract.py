@@ -128,3 +128,14 @@ async def test_a_consumer_without_group_cannot_commit(bus: Bus) -> None:
 
 async def test_publish_many_of_nothing_is_nothing(bus: Bus) -> None:
     assert await bus.publish_many([]) == []
+
+
+async def test_explicit_offsets_commit_only_what_was_finished(bus: Bus) -> None:
+    stored = await bus.publish_many([Outgoing("t", "one-key", str(i).encode()) for i in range(10)])
+    partition = stored[0].partition
+    async with bus.consumer(["t"], group="g") as first:
+        assert len(await _drain(first, 10)) == 10
+        await first.commit({("t", partition): 4})
+    async with bus.consumer(["t"], group="g") as second:
+        again = await _drain(second, 6)
+        assert [r.offset for r in again] == [4, 5, 6, 7, 8, 9]

@@ -1,0 +1,60 @@
+"""Bearer-token checks as FastAPI dependencies (`Annotated` aliases); constant-time."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from services.ingress.context import IngressContext
+from services.ingress.directory import NodeView
+from services.ingress.errors import Unauthorized
+from services.ingress.tokens import digest, same_secret
+
+
+def get_context(request: Request) -> IngressContext:
+    context: IngressContext = request.app.state.context
+    return context
+
+
+Context = Annotated[IngressContext, Depends(get_context)]
+
+
+def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+    """The token of an `Authorization: Bearer <token>` header; 401 when absent or malformed."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("expected header 'Authorization: Bearer <token>'", field="Authorization")
+    return token.strip()
+
+
+Bearer = Annotated[str, Depends(bearer)]
+
+
+def require_admin(context: Context, token: Bearer) -> None:
+    if not same_secret(token, context.admin_token):
+        raise Unauthorized("the admin token is not valid", field="Authorization")
+
+
+AdminAuth = Annotated[None, Depends(require_admin)]
+
+
+def require_join_token(context: Context, token: Bearer) -> None:
+    if not same_secret(token, context.join_token):
+        raise Unauthorized("the node join token is not valid", field="Authorization")
+
+
+JoinAuth = Annotated[None, Depends(require_join_token)]
+
+
+def authenticated_node(node_id: str, context: Context, token: Bearer) -> NodeView:
+    """The node addressed by the path, when the bearer is that node's own token. An unknown
+    node and a wrong token answer alike (401) so ids cannot be probed."""
+    node = context.follower.directory.nodes.get(node_id)
+    expected = node.registered.token_sha256 if node else digest("")
+    if not same_secret(digest(token), expected) or node is None:
+        raise Unauthorized("the node token is not valid for this node", field="Authorization")
+    return node
+
+
+NodeAuth = Annotated[NodeView, Depends(authenticated_node)]

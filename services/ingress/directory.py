@@ -1,0 +1,152 @@
+"""The control plane's read model of workspaces, nodes and their deployments, folded from
+the workspace and node topics. Pure: `apply` takes envelopes, queries take values.
+
+It serves the management API (workspace lookup by id and name, node tokens, the nodes
+listing) and the node agents' assignments. Applying the same envelope twice leaves it as
+applying it once, so it can be rebuilt by replaying the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from events import (
+    DeploymentFailed,
+    DeploymentReady,
+    DeploymentRequested,
+    DeploymentStarting,
+    DeploymentStopped,
+    Envelope,
+    NodeDrained,
+    NodeHeartbeat,
+    NodeLost,
+    NodeRegistered,
+    WorkspaceDeleted,
+    WorkspaceRegistered,
+    WorkspaceUpdated,
+)
+
+DeploymentState = Literal["requested", "starting", "ready", "failed", "stopped"]
+
+
+@dataclass(slots=True)
+class WorkspaceView:
+    registered: WorkspaceRegistered
+    env: dict[str, str]
+    replicas_min: int
+    replicas_max: int
+    timeout_s: float
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class DeploymentView:
+    spec: DeploymentRequested
+    state: DeploymentState = "requested"
+    host_ports: dict[str, int] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class NodeView:
+    registered: NodeRegistered
+    last_heartbeat: datetime
+    in_flight: int = 0
+    lost: bool = False
+    draining: bool = False
+    deployments: dict[str, DeploymentView] = field(default_factory=dict)
+
+    def healthy(self, now: datetime, lost_after_s: float) -> bool:
+        """Alive (heartbeat within the window), not lost, not draining."""
+        fresh = now - self.last_heartbeat <= timedelta(seconds=lost_after_s)
+        return fresh and not self.lost and not self.draining
+
+
+@dataclass(slots=True)
+class Directory:
+    workspaces: dict[str, WorkspaceView] = field(default_factory=dict)
+    workspace_names: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    node_addresses: dict[str, str] = field(default_factory=dict)
+
+    def apply(self, envelope: Envelope) -> None:
+        """Fold one event in; events of other kinds are ignored."""
+        event, at = envelope.event, envelope.occurred_at
+        match event:
+            case WorkspaceRegistered():
+                self.workspaces[event.workspace_id] = WorkspaceView(
+                    event, dict(event.env), event.replicas_min, event.replicas_max,
+                    event.timeout_s, at,
+                )  # fmt: skip
+                self.workspace_names[event.name] = event.workspace_id
+            case WorkspaceUpdated():
+                if view := self.workspaces.get(event.workspace_id):
+                    view.env = dict(event.env)
+                    view.replicas_min, view.replicas_max = event.replicas_min, event.replicas_max
+                    view.timeout_s = event.timeout_s
+            case WorkspaceDeleted():
+                if view := self.workspaces.pop(event.workspace_id, None):
+                    self.workspace_names.pop(view.registered.name, None)
+            case NodeRegistered():
+                self.nodes[event.node_id] = NodeView(event, last_heartbeat=at)
+                self.node_addresses[event.address] = event.node_id
+            case _:
+                self._apply_node_event(envelope)
+
+    def _apply_node_event(self, envelope: Envelope) -> None:
+        event = envelope.event
+        node = self.nodes.get(getattr(event, "node_id", ""))
+        if node is None:
+            return
+        match event:
+            case NodeHeartbeat():
+                node.last_heartbeat = max(node.last_heartbeat, envelope.occurred_at)
+                node.in_flight, node.lost = event.in_flight, False
+            case NodeLost():
+                node.lost = True
+                for deployment in node.deployments.values():
+                    deployment.state = "stopped"
+                    deployment.reason = f"node lost: {event.reason}"
+            case NodeDrained():
+                node.draining = True
+            case DeploymentRequested():
+                node.deployments.setdefault(event.deployment_id, DeploymentView(event))
+            case (
+                DeploymentStarting() | DeploymentReady() | DeploymentFailed() | DeploymentStopped()
+            ):
+                self._apply_deployment_state(node, event)
+
+    @staticmethod
+    def _apply_deployment_state(
+        node: NodeView,
+        event: DeploymentStarting | DeploymentReady | DeploymentFailed | DeploymentStopped,
+    ) -> None:
+        deployment = node.deployments.get(event.deployment_id)
+        if deployment is None or deployment.state == "stopped":
+            return  # stopped is final: a late report must not revive it
+        match event:
+            case DeploymentStarting():
+                deployment.state = "starting"
+            case DeploymentReady():
+                deployment.state, deployment.host_ports = "ready", dict(event.host_ports)
+            case DeploymentFailed():
+                deployment.state, deployment.reason = "failed", event.reason
+            case DeploymentStopped():
+                deployment.state, deployment.reason = "stopped", event.reason
+
+    def assignments(self, node_id: str) -> list[DeploymentRequested]:
+        """What the node should be running: its deployments that are not stopped, in
+        deployment-id order. (Deployments of a deleted workspace are stopped by the
+        scheduler, through `DeploymentStopped`.)"""
+        node = self.nodes.get(node_id)
+        if node is None or node.lost:
+            return []
+        return [d.spec for _, d in sorted(node.deployments.items()) if d.state != "stopped"]
+
+    def assignments_etag(self, node_id: str) -> str:
+        """A digest of `assignments(node_id)`; it changes exactly when the set does."""
+        ids = ",".join(d.deployment_id for d in self.assignments(node_id))
+        return hashlib.sha256(ids.encode()).hexdigest()[:16]

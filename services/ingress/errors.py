@@ -1,0 +1,46 @@
+"""Errors the HTTP layer maps to status codes (in one handler, `app.py`)."""
+
+from __future__ import annotations
+
+from events.errors import NgpuError
+
+
+class ApiError(NgpuError):
+    """A request that cannot be served. `status` is the HTTP status, `field` names the
+    offending input when there is one."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class BadRequest(ApiError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "body_too_large"
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "unavailable"

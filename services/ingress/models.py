@@ -1,0 +1,168 @@
+"""Request and response bodies of the management and node APIs, with their validation."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.scheduler.gpu import normalize_gpu_type
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_NODE_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class GpuRequest(Strict):
+    type: str = Field(min_length=1, max_length=64)
+    count: int = Field(ge=1, le=16)
+
+    @field_validator("type")
+    @classmethod
+    def _normalized(cls, value: str) -> str:
+        normalized = normalize_gpu_type(value)
+        if not normalized:
+            raise ValueError("must name a GPU type, e.g. RTX4090")
+        return normalized
+
+
+class Replicas(Strict):
+    min: int = Field(1, ge=0, le=1000)
+    max: int = Field(1, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Replicas:
+        if self.max < self.min:
+            raise ValueError("max must be at least min")
+        return self
+
+
+def _check_env(env: dict[str, str]) -> dict[str, str]:
+    for name in env:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid environment variable name")
+    return env
+
+
+class WorkspaceCreate(Strict):
+    """`POST /v1/workspaces`. `command` is a shell string (run through `sh -c`) or argv."""
+
+    name: str
+    image: str = Field(min_length=1, max_length=512)
+    command: str | list[str]
+    gpu: GpuRequest
+    ports: list[Port] = Field(min_length=1, max_length=16)
+    env: dict[str, str] = Field(default_factory=dict, max_length=256)
+    health_path: str = Field("/health", max_length=512)
+    replicas: Replicas = Field(default_factory=Replicas)
+    timeout_s: float = Field(600.0, gt=0, le=86_400)
+    concurrency: int = Field(1, ge=1, le=1024)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "must be 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | list[str]) -> str | list[str]:
+        parts = [value] if isinstance(value, str) else value
+        if not parts or any(not p.strip() for p in parts):
+            raise ValueError("must be a non-empty string or a list of non-empty strings")
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("ports must be unique")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_env(value)
+
+    @field_validator("health_path")
+    @classmethod
+    def _health_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(ord(c) < 0x21 or c in "\\" for c in value):
+            raise ValueError("must be an absolute path without spaces or control characters")
+        return value
+
+    def argv(self) -> tuple[str, ...]:
+        if isinstance(self.command, str):
+            return ("sh", "-c", self.command)
+        return tuple(self.command)
+
+
+class WorkspaceUpdate(Strict):
+    """`PATCH /v1/workspaces/{id}`: any of replicas, env, timeout_s."""
+
+    replicas: Replicas | None = None
+    env: dict[str, str] | None = None
+    timeout_s: float | None = Field(None, gt=0, le=86_400)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else _check_env(value)
+
+
+class GpuInfoIn(Strict):
+    type: str = Field(min_length=1, max_length=64)
+    memory_mb: int = Field(0, ge=0, le=10_000_000)
+
+
+class NodeRegister(Strict):
+    """`POST /v1/nodes/register`. `host` is where the dispatcher will reach this node."""
+
+    address: str
+    host: str
+    gpus: list[GpuInfoIn] = Field(max_length=64)
+    region: str = Field("", max_length=64)
+    runtime: Literal["process", "docker"] = "process"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not _NODE_ADDRESS.match(value):
+            raise ValueError("must be a 0x-prefixed, 40-hex-digit address")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            if _HOSTNAME.match(value):
+                return value.lower()
+        raise ValueError("must be an IP address or a DNS name (no scheme, port or path)")
+
+
+class Heartbeat(Strict):
+    in_flight: int = Field(0, ge=0)
+
+
+class DeploymentStatus(Strict):
+    """A node agent's report on one of its deployments."""
+
+    state: Literal["starting", "ready", "failed", "stopped"]
+    host_ports: dict[str, Port] = Field(default_factory=dict)
+    reason: str = Field("", max_length=8192)

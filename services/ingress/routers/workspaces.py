@@ -1,0 +1,91 @@
+"""`/v1/workspaces`: register, read, update and delete workspaces (admin token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from events import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
+from services.ingress.auth import AdminAuth, Context
+from services.ingress.directory import WorkspaceView
+from services.ingress.errors import Conflict, NotFound
+from services.ingress.models import WorkspaceCreate, WorkspaceUpdate
+from services.ingress.tokens import new_userkey, new_workspace_id
+
+router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
+
+
+def workspace_body(view: WorkspaceView) -> dict[str, Any]:
+    ws = view.registered
+    return {
+        "workspace_id": ws.workspace_id,
+        "userkey": ws.userkey,
+        "name": ws.name,
+        "image": ws.image,
+        "command": list(ws.command),
+        "env": view.env,
+        "gpu": {"type": ws.gpu_type, "count": ws.gpu_count},
+        "ports": list(ws.ports),
+        "health_path": ws.health_path,
+        "replicas": {"min": view.replicas_min, "max": view.replicas_max},
+        "timeout_s": view.timeout_s,
+        "concurrency": ws.concurrency,
+        "created_at": view.created_at.isoformat(),
+    }
+
+
+def _get(context: Context, workspace_id: str) -> WorkspaceView:
+    view = context.follower.directory.workspaces.get(workspace_id)
+    if view is None:
+        raise NotFound(f"no workspace {workspace_id!r}", field="workspace_id")
+    return view
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth) -> dict[str, Any]:
+    """Register a workspace. Names are unique (409 when taken)."""
+    async with context.registration_lock:
+        if body.name in context.follower.directory.workspace_names:
+            raise Conflict(f"a workspace named {body.name!r} exists", field="name")
+        event = WorkspaceRegistered(
+            workspace_id=new_workspace_id(), name=body.name, userkey=new_userkey(),
+            image=body.image, command=body.argv(), gpu_type=body.gpu.type,
+            gpu_count=body.gpu.count, ports=tuple(body.ports), health_path=body.health_path,
+            env=dict(body.env), replicas_min=body.replicas.min, replicas_max=body.replicas.max,
+            timeout_s=body.timeout_s, concurrency=body.concurrency,
+        )  # fmt: skip
+        await context.publish([event])
+    return workspace_body(_get(context, event.workspace_id))
+
+
+@router.get("/{workspace_id}")
+async def read_workspace(workspace_id: str, context: Context, _: AdminAuth) -> dict[str, Any]:
+    return workspace_body(_get(context, workspace_id))
+
+
+@router.patch("/{workspace_id}")
+async def update_workspace(
+    workspace_id: str, body: WorkspaceUpdate, context: Context, _: AdminAuth
+) -> dict[str, Any]:
+    """Change replicas, env or timeout; fields left out keep their values."""
+    view = _get(context, workspace_id)
+    replicas_min = body.replicas.min if body.replicas else view.replicas_min
+    replicas_max = body.replicas.max if body.replicas else view.replicas_max
+    event = WorkspaceUpdated(
+        workspace_id=workspace_id,
+        env=dict(body.env) if body.env is not None else view.env,
+        replicas_min=replicas_min,
+        replicas_max=replicas_max,
+        timeout_s=body.timeout_s if body.timeout_s is not None else view.timeout_s,
+    )
+    await context.publish([event])
+    return workspace_body(_get(context, workspace_id))
+
+
+@router.delete("/{workspace_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_workspace(workspace_id: str, context: Context, _: AdminAuth) -> Response:
+    """Delete a workspace: its ID stops working and its replicas are stopped."""
+    _get(context, workspace_id)
+    await context.publish([WorkspaceDeleted(workspace_id=workspace_id)])
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

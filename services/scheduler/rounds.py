@@ -1,0 +1,59 @@
+"""One scheduling round over the waiting queue, for the runner."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from events.base import Event
+from events.task import TaskCancelled
+from services.scheduler.core import dispatch_event, schedule
+from services.scheduler.decision import ScheduleRequest, Unschedulable
+from services.scheduler.profile import Profile
+from services.scheduler.state import ClusterState
+
+
+def dispatch_waiting(
+    state: ClusterState,
+    now: datetime,
+    profile: Profile | None = None,
+    *,
+    limit: int | None = None,
+) -> list[Event]:
+    """Decide every waiting task once, at `now`, and return the events to publish:
+    `TaskExpired` for tasks past their TTL, `TaskCancelled` for tasks of a deleted
+    workspace, then a `TaskDispatched` per task that fits (at most `limit`), tried in
+    `WaitQueue.ordered` order. Tasks that fit nowhere stay queued.
+
+    Each event is folded into `state` (in place, at `now`) before the next decision, so
+    no slot is given twice; pass the runner's state. Folding the same events again when
+    they come back from the bus changes nothing.
+    """
+    expired = state.queue.expired(now)
+    expiring = {event.task_id for event in expired}
+    events: list[Event] = list(expired)
+    events.extend(
+        TaskCancelled(task.task_id, task.workspace_id, reason="workspace deleted")
+        for task in state.queue
+        if task.task_id not in expiring and state.is_deleted(task.workspace_id)
+    )
+    for event in events:
+        state.apply_event(event, now)
+    dispatched = 0
+    # A task with no exclusions that fits nowhere means its twins cannot fit either.
+    blocked: set[tuple[str, str, int, int]] = set()
+    for task in state.queue.ordered(state.in_flight_by_workspace):
+        if limit is not None and dispatched >= limit:
+            break
+        shape = (task.workspace_id, task.gpu_type, task.gpu_count, task.port)
+        if shape in blocked:
+            continue
+        decision = schedule(state, ScheduleRequest.for_task(task, now), profile)
+        if isinstance(decision, Unschedulable):
+            if not task.excluded_node_ids:
+                blocked.add(shape)
+            continue
+        event = dispatch_event(state, task, decision, task.attempt)
+        state.apply_event(event, now)
+        events.append(event)
+        dispatched += 1
+    return events

@@ -1,0 +1,111 @@
+"""The scheduler role on any bus: fold every event into a `ClusterState`, then decide and
+publish — retries for retryable failures and placements for waiting tasks whenever
+something changed, lost nodes and replica placement on a tick. Decisions are folded
+locally before the next round; folding them again when they come back from the bus
+changes nothing.
+
+One runner per cluster: two runners on one log would each place the same replicas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from datetime import datetime
+
+from events import EventDecodeError, TaskFailed, TaskRetried, topics, utc_now
+from events.base import Event
+from services.bus import Bus, Record, decode_record, publish_events
+from services.scheduler.config import SchedulerSettings
+from services.scheduler.core import retry_event
+from services.scheduler.profile import build_profile
+from services.scheduler.replicas import plan_replicas
+from services.scheduler.rounds import dispatch_waiting
+from services.scheduler.state import ClusterState
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+_BATCH = 1000
+_NEVER_S = 10.0**9
+
+
+def scheduler_settings(settings: Settings) -> SchedulerSettings:
+    """The scheduler's tunables from the process settings."""
+    lost_after = settings.node_lost_after_s
+    return SchedulerSettings(
+        heartbeat_window_s=min(lost_after, 3 * settings.heartbeat_interval_s),
+        lost_after_s=lost_after,
+    )
+
+
+class SchedulerRunner:
+    """Consumes all topics from the beginning (its state is rebuilt on every start)."""
+
+    def __init__(self, bus: Bus, settings: Settings) -> None:
+        self.bus = bus
+        self.tick_s = settings.scheduler_tick_s
+        self.settings = scheduler_settings(settings)
+        self.profile = build_profile(self.settings)
+        self.state = ClusterState(ewma_alpha=self.settings.ewma_alpha)
+        # Until the first lost-after window has passed, nobody is declared lost.
+        self._warming = dataclasses.replace(self.settings, lost_after_s=_NEVER_S)
+        self._retries: dict[str, TaskFailed] = {}
+        self.decisions = 0
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        consumer = self.bus.consumer(topics.ALL_TOPICS, group=None, start="earliest")
+        started = time.monotonic()
+        last_tick = 0.0
+        async with consumer:
+            while True:
+                records = await consumer.fetch(_BATCH, timeout_s=self.tick_s)
+                self._fold(records)
+                if len(records) == _BATCH:
+                    continue  # catch up before deciding anything
+                now = utc_now()
+                events = self._retry(now)
+                if time.monotonic() - last_tick >= self.tick_s:
+                    last_tick = time.monotonic()
+                    # After a restart, nodes get one window to heartbeat before being judged.
+                    warmed_up = time.monotonic() - started >= self.settings.lost_after_s
+                    events += self._plan(now, self.settings if warmed_up else self._warming)
+                if (records or events) and self.state.queue:
+                    events += dispatch_waiting(self.state, now, self.profile)
+                if events:
+                    await publish_events(self.bus, events)
+                    self.decisions += len(events)
+
+    def _fold(self, records: list[Record]) -> None:
+        for record in records:
+            try:
+                envelope = decode_record(record)
+            except EventDecodeError:
+                log.warning("skipping undecodable record %s@%d", record.topic, record.offset)
+                continue
+            self.state.apply(envelope)
+            event = envelope.event
+            if isinstance(event, TaskFailed) and event.retryable:
+                self._retries[event.task_id] = event
+            elif isinstance(event, TaskRetried):
+                failed = self._retries.get(event.task_id)
+                if failed is not None and event.attempt > failed.attempt:
+                    del self._retries[event.task_id]
+
+    def _retry(self, now: datetime) -> list[Event]:
+        """A `TaskRetried` for each retryable failure not yet retried (and not ended)."""
+        events: list[Event] = []
+        for task_id, failed in list(self._retries.items()):
+            del self._retries[task_id]
+            if task_id in self.state.tasks:
+                retried = retry_event(self.state, failed)
+                self.state.apply_event(retried, now)
+                events.append(retried)
+        return events
+
+    def _plan(self, now: datetime, settings: SchedulerSettings) -> list[Event]:
+        planned = plan_replicas(self.state, now, settings)
+        for event in planned:
+            self.state.apply_event(event, now)
+        return planned

@@ -1,0 +1,535 @@
+"""`ClusterState`: what the scheduler knows, folded from node, deployment, workspace and
+task events.
+
+The fold is deterministic: the same events with the same times give the same state. It
+expects per-key order (what the bus guarantees) and tolerates at-least-once delivery: a
+duplicate changes nothing (a dispatch of an attempt already in flight or superseded, a
+completion of an attempt no longer in flight, any event of a recently finished task, an
+event of a replica already gone, ...).
+
+Slots: `TaskDispatched` takes one slot of its replica (and counts on its node and
+workspace); the attempt's `TaskCompleted`/`TaskFailed`, or the task's `TaskCancelled`/
+`TaskExpired`, gives it back. A replica has the workspace's `concurrency` slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from events.base import Event
+from events.deployment import (
+    DeploymentFailed,
+    DeploymentReady,
+    DeploymentRequested,
+    DeploymentStarting,
+    DeploymentStopped,
+)
+from events.envelope import Envelope
+from events.node import GpuInfo, NodeDrained, NodeHeartbeat, NodeLost, NodeRegistered
+from events.task import (
+    TaskCancelled,
+    TaskCompleted,
+    TaskDispatched,
+    TaskExpired,
+    TaskFailed,
+    TaskRetried,
+    TaskSubmitted,
+)
+from events.workspace import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
+from services.scheduler.errors import InvalidSchedulerSettings
+from services.scheduler.gpu import normalize_gpu_type
+from services.scheduler.queue import WaitQueue
+from services.scheduler.records import (
+    Assignment,
+    DeploymentPhase,
+    DeploymentState,
+    NodeState,
+    NodeStatus,
+    QueuedTask,
+    TaskPayload,
+    WorkspaceSpec,
+)
+from services.scheduler.times import epoch_s
+
+_Handler = Callable[["ClusterState", Any, float], None]
+
+FINISHED_MEMORY = 100_000
+"""How many finished task ids the fold remembers, so that a late duplicate of one of
+their events cannot take a slot again (the oldest are forgotten first)."""
+
+
+class ClusterState:
+    """The scheduler's view of the cluster, updated in place by `apply`.
+
+    Readers (`schedule`, `plan_replicas`, plugins) only read it. Deployments are indexed
+    by workspace (live and ready) and by node, so a decision looks only at the replicas of
+    the task's workspace. Failed and stopped replicas, and those on a lost node, leave the
+    state; their ids are remembered so a late duplicate cannot bring them back.
+
+    `queue` holds the waiting tasks: submitted or retried, not yet dispatched or finished.
+    """
+
+    __slots__ = (
+        "_alpha",
+        "_arrivals",
+        "_assignments",
+        "_by_node",
+        "_by_workspace",
+        "_deleted",
+        "_deployments",
+        "_ended",
+        "_failed_on",
+        "_finished",
+        "_nodes",
+        "_ready",
+        "_ready_ids",
+        "_serials",
+        "_tasks",
+        "_workspaces",
+        "_ws_in_flight",
+        "_ws_latency",
+        "queue",
+    )
+
+    def __init__(self, *, ewma_alpha: float = 0.2) -> None:
+        if not 0 < ewma_alpha <= 1:
+            raise InvalidSchedulerSettings(f"ewma_alpha must be in (0, 1], got {ewma_alpha}")
+        self._alpha = ewma_alpha
+        self._nodes: dict[str, NodeState] = {}
+        self._deployments: dict[str, DeploymentState] = {}
+        self._ended: set[str] = set()
+        self._by_node: dict[str, dict[str, None]] = {}
+        self._by_workspace: dict[str, dict[str, None]] = {}
+        self._ready: dict[str, dict[str, None]] = {}
+        self._ready_ids: dict[str, tuple[str, ...]] = {}
+        self._workspaces: dict[str, WorkspaceSpec] = {}
+        self._deleted: set[str] = set()
+        self._serials: dict[str, int] = {}
+        self._failed_on: dict[tuple[str, str], int] = {}
+        self._tasks: dict[str, QueuedTask] = {}
+        self._assignments: dict[str, Assignment] = {}
+        self._finished: dict[str, None] = {}
+        self._ws_in_flight: dict[str, int] = {}
+        self._ws_latency: dict[str, float] = {}
+        self._arrivals = 0
+        self.queue = WaitQueue()
+
+    # -- folding -------------------------------------------------------------------------
+
+    def apply(self, envelope: Envelope) -> None:
+        """Fold one event at its envelope's time. Unknown event types are ignored."""
+        self.apply_event(envelope.event, envelope.occurred_at)
+
+    def apply_event(self, event: Event, at: datetime) -> None:
+        """Fold `event` as if it occurred at `at` (UTC-aware): used for the events the
+        core itself decides, before they come back from the bus."""
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event, epoch_s(at))
+
+    @classmethod
+    def from_envelopes(
+        cls, envelopes: Iterable[Envelope], *, ewma_alpha: float = 0.2
+    ) -> ClusterState:
+        """A state folded from `envelopes` in order."""
+        state = cls(ewma_alpha=ewma_alpha)
+        for envelope in envelopes:
+            state.apply(envelope)
+        return state
+
+    def copy(self) -> ClusterState:
+        """An independent copy (records are frozen and shared; containers are copied)."""
+        other = ClusterState(ewma_alpha=self._alpha)
+        for name in ClusterState.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                value = {k: dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+            elif isinstance(value, set):
+                value = set(value)
+            elif isinstance(value, WaitQueue):
+                value = value.copy()
+            setattr(other, name, value)
+        return other
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> Mapping[str, NodeState]:
+        """Every node ever registered (lost ones with status LOST), by id."""
+        return self._nodes
+
+    @property
+    def deployments(self) -> Mapping[str, DeploymentState]:
+        """Live replicas (requested, starting, ready), by id."""
+        return self._deployments
+
+    @property
+    def workspaces(self) -> Mapping[str, WorkspaceSpec]:
+        """Registered, not deleted workspaces, by id."""
+        return self._workspaces
+
+    @property
+    def tasks(self) -> Mapping[str, QueuedTask]:
+        """Tasks submitted and not finished (waiting, in flight or awaiting a retry)."""
+        return self._tasks
+
+    @property
+    def assignments(self) -> Mapping[str, Assignment]:
+        """In-flight attempts by task id; each holds one slot of its replica."""
+        return self._assignments
+
+    @property
+    def in_flight_by_workspace(self) -> Mapping[str, int]:
+        """Tasks in flight per workspace (absent means 0): the fair-share input."""
+        return self._ws_in_flight
+
+    def is_deleted(self, workspace_id: str) -> bool:
+        return workspace_id in self._deleted
+
+    def known_workspace_ids(self) -> list[str]:
+        """Sorted ids of registered or deleted workspaces and of any with live replicas."""
+        return sorted(self._workspaces.keys() | self._deleted | self._by_workspace.keys())
+
+    def ready_deployment_ids(self, workspace_id: str) -> tuple[str, ...]:
+        """Ids of the workspace's ready replicas, in the order they became ready."""
+        ids = self._ready_ids.get(workspace_id)
+        if ids is None:
+            ids = tuple(self._ready.get(workspace_id, ()))
+            self._ready_ids[workspace_id] = ids
+        return ids
+
+    def live_deployment_ids(self, workspace_id: str) -> tuple[str, ...]:
+        """Ids of the workspace's live replicas (any phase), in request order."""
+        return tuple(self._by_workspace.get(workspace_id, ()))
+
+    def node_deployment_ids(self, node_id: str) -> tuple[str, ...]:
+        """Ids of the live replicas on `node_id`, in request order."""
+        return tuple(self._by_node.get(node_id, ()))
+
+    def workspace_latency_s(self, workspace_id: str) -> float | None:
+        """EWMA of the workspace's processing time across all nodes (None before any)."""
+        return self._ws_latency.get(workspace_id)
+
+    def deployment_serial(self, workspace_id: str) -> int:
+        """How many replicas of the workspace were ever requested: seeds new replica ids."""
+        return self._serials.get(workspace_id, 0)
+
+    def deployment_failures(self, workspace_id: str, node_id: str) -> int:
+        """How many replicas of the workspace failed on the node."""
+        return self._failed_on.get((workspace_id, node_id), 0)
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    def _node_registered(self, ev: NodeRegistered, at: float) -> None:
+        old = self._nodes.get(ev.node_id)
+        fields: dict[str, Any] = {
+            "host": ev.host,
+            "address": ev.address,
+            "region": ev.region,
+            "runtime": ev.runtime,
+            "gpus": _count_gpus(ev.gpus),
+            "status": NodeStatus.ACTIVE,
+            "lost_at_s": None,
+        }
+        if old is None:
+            self._nodes[ev.node_id] = NodeState(node_id=ev.node_id, last_heartbeat_s=at, **fields)
+            self._by_node[ev.node_id] = {}
+        else:
+            heartbeat = max(old.last_heartbeat_s, at)
+            self._nodes[ev.node_id] = replace(old, last_heartbeat_s=heartbeat, **fields)
+
+    def _node_heartbeat(self, ev: NodeHeartbeat, at: float) -> None:
+        old = self._nodes.get(ev.node_id)
+        if old is None:
+            return
+        status, lost_at = old.status, old.lost_at_s
+        # A heartbeat sent after the node was declared lost brings it back (empty: its
+        # replicas were re-placed); one from before the declaration does not.
+        if status is NodeStatus.LOST and lost_at is not None and at > lost_at:
+            status, lost_at = NodeStatus.ACTIVE, None
+        self._nodes[ev.node_id] = replace(
+            old,
+            last_heartbeat_s=max(old.last_heartbeat_s, at),
+            reported_in_flight=ev.in_flight,
+            status=status,
+            lost_at_s=lost_at,
+        )
+
+    def _node_lost(self, ev: NodeLost, at: float) -> None:
+        old = self._nodes.get(ev.node_id)
+        if old is None or old.status is NodeStatus.LOST:
+            return
+        self._nodes[ev.node_id] = replace(old, status=NodeStatus.LOST, lost_at_s=at)
+        for deployment_id in tuple(self._by_node.get(ev.node_id, ())):
+            self._end(deployment_id)
+
+    def _node_drained(self, ev: NodeDrained, at: float) -> None:
+        old = self._nodes.get(ev.node_id)
+        if old is not None and old.status is NodeStatus.ACTIVE:
+            self._nodes[ev.node_id] = replace(old, status=NodeStatus.DRAINING)
+
+    # -- deployments ---------------------------------------------------------------------
+
+    def _deployment_requested(self, ev: DeploymentRequested, at: float) -> None:
+        dep_id = ev.deployment_id
+        if dep_id in self._deployments or dep_id in self._ended or ev.node_id not in self._nodes:
+            return
+        self._deployments[dep_id] = DeploymentState(
+            deployment_id=dep_id,
+            node_id=ev.node_id,
+            workspace_id=ev.workspace_id,
+            gpu_type=normalize_gpu_type(ev.gpu_type),
+            gpu_count=ev.gpu_count,
+        )
+        self._by_node[ev.node_id][dep_id] = None
+        self._by_workspace.setdefault(ev.workspace_id, {})[dep_id] = None
+        self._serials[ev.workspace_id] = self._serials.get(ev.workspace_id, 0) + 1
+
+    def _deployment_starting(self, ev: DeploymentStarting, at: float) -> None:
+        dep = self._deployments.get(ev.deployment_id)
+        if dep is not None and dep.phase is DeploymentPhase.REQUESTED:
+            self._deployments[dep.deployment_id] = replace(dep, phase=DeploymentPhase.STARTING)
+
+    def _deployment_ready(self, ev: DeploymentReady, at: float) -> None:
+        dep = self._deployments.get(ev.deployment_id)
+        if dep is None:
+            return
+        ports = {int(k): v for k, v in ev.host_ports.items() if k.strip().isdigit()}
+        self._deployments[dep.deployment_id] = replace(
+            dep, phase=DeploymentPhase.READY, host_ports=ports
+        )
+        ready = self._ready.setdefault(dep.workspace_id, {})
+        if dep.deployment_id not in ready:
+            ready[dep.deployment_id] = None
+            self._ready_ids.pop(dep.workspace_id, None)
+
+    def _deployment_failed(self, ev: DeploymentFailed, at: float) -> None:
+        dep = self._deployments.get(ev.deployment_id)
+        if dep is not None:
+            key = (dep.workspace_id, dep.node_id)
+            self._failed_on[key] = self._failed_on.get(key, 0) + 1
+            self._end(dep.deployment_id)
+
+    def _deployment_stopped(self, ev: DeploymentStopped, at: float) -> None:
+        if ev.deployment_id in self._deployments:
+            self._end(ev.deployment_id)
+
+    def _end(self, deployment_id: str) -> None:
+        dep = self._deployments.pop(deployment_id)
+        self._ended.add(deployment_id)
+        self._by_node[dep.node_id].pop(deployment_id, None)
+        _discard(self._by_workspace, dep.workspace_id, deployment_id)
+        if _discard(self._ready, dep.workspace_id, deployment_id):
+            self._ready_ids.pop(dep.workspace_id, None)
+
+    # -- workspaces ----------------------------------------------------------------------
+
+    def _workspace_registered(self, ev: WorkspaceRegistered, at: float) -> None:
+        self._workspaces[ev.workspace_id] = WorkspaceSpec.from_event(ev)
+        self._deleted.discard(ev.workspace_id)
+
+    def _workspace_updated(self, ev: WorkspaceUpdated, at: float) -> None:
+        spec = self._workspaces.get(ev.workspace_id)
+        if spec is not None:
+            self._workspaces[ev.workspace_id] = spec.updated(ev)
+
+    def _workspace_deleted(self, ev: WorkspaceDeleted, at: float) -> None:
+        self._workspaces.pop(ev.workspace_id, None)
+        self._deleted.add(ev.workspace_id)
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def _task_submitted(self, ev: TaskSubmitted, at: float) -> None:
+        if ev.task_id in self._tasks or ev.task_id in self._finished:
+            return
+        task = QueuedTask(
+            task_id=ev.task_id,
+            workspace_id=ev.workspace_id,
+            gpu_type=normalize_gpu_type(ev.gpu_type),
+            gpu_count=ev.gpu_count,
+            port=ev.param_port,
+            priority=ev.priority,
+            ttl_s=ev.ttl_s,
+            submitted_s=at,
+            arrival=self._arrivals,
+            payload=TaskPayload.of(ev),
+        )
+        self._arrivals += 1
+        self._tasks[ev.task_id] = task
+        self.queue.push(task)
+
+    def _task_dispatched(self, ev: TaskDispatched, at: float) -> None:
+        task = self._tasks.get(ev.task_id)
+        if ev.task_id in self._finished or (task is not None and ev.attempt < task.attempt):
+            return  # a late duplicate: the task or this attempt is over
+        current = self._assignments.get(ev.task_id)
+        if current is not None:
+            if current.attempt == ev.attempt:
+                return
+            self._release(current)
+        self.queue.remove(ev.task_id)
+        assignment = Assignment(
+            task_id=ev.task_id,
+            workspace_id=ev.workspace_id,
+            node_id=ev.node_id,
+            deployment_id=ev.deployment_id,
+            attempt=ev.attempt,
+        )
+        self._assignments[ev.task_id] = assignment
+        self._occupy(assignment)
+
+    def _task_completed(self, ev: TaskCompleted, at: float) -> None:
+        current = self._assignments.get(ev.task_id)
+        if current is not None and current.attempt == ev.attempt:
+            latency = max(0.0, (ev.finished_at - ev.started_at).total_seconds())
+            self._record_success(current, latency, at)
+        self._finish(ev.task_id)
+
+    def _task_failed(self, ev: TaskFailed, at: float) -> None:
+        current = self._assignments.get(ev.task_id)
+        if current is not None and current.attempt == ev.attempt:
+            self._release(current)
+            self._record_failure(current.node_id, at)
+        if not ev.retryable:
+            self._finish(ev.task_id)
+            return
+        task = self._tasks.get(ev.task_id)
+        if task is not None and task.attempt <= ev.attempt:
+            self._tasks[ev.task_id] = replace(task, attempt=ev.attempt + 1)
+
+    def _task_retried(self, ev: TaskRetried, at: float) -> None:
+        task = self._tasks.get(ev.task_id)
+        current = self._assignments.get(ev.task_id)
+        if task is None or ev.attempt < task.attempt:
+            return  # unknown, finished, or a duplicate of an older retry
+        if current is not None and current.attempt >= ev.attempt:
+            return  # this attempt is already dispatched
+        if current is not None:
+            self._release(current)
+        task = replace(
+            task,
+            attempt=ev.attempt,
+            excluded_node_ids=frozenset(ev.excluded_node_ids),
+        )
+        self._tasks[ev.task_id] = task
+        self.queue.push(task)
+
+    def _task_ended(self, ev: TaskCancelled | TaskExpired, at: float) -> None:
+        self._finish(ev.task_id)
+
+    def _finish(self, task_id: str) -> None:
+        # First terminal event wins: whatever attempt still holds a slot gives it back.
+        current = self._assignments.get(task_id)
+        if current is not None:
+            self._release(current)
+        self._tasks.pop(task_id, None)
+        self.queue.remove(task_id)
+        self._finished[task_id] = None
+        if len(self._finished) > FINISHED_MEMORY:
+            del self._finished[next(iter(self._finished))]
+
+    def _occupy(self, a: Assignment) -> None:
+        self._count_slot(a, +1)
+        self._ws_in_flight[a.workspace_id] = self._ws_in_flight.get(a.workspace_id, 0) + 1
+
+    def _release(self, a: Assignment) -> None:
+        del self._assignments[a.task_id]
+        self._count_slot(a, -1)
+        left = self._ws_in_flight.get(a.workspace_id, 0) - 1
+        if left > 0:
+            self._ws_in_flight[a.workspace_id] = left
+        else:
+            self._ws_in_flight.pop(a.workspace_id, None)
+
+    def _count_slot(self, a: Assignment, delta: int) -> None:
+        # Clamped at zero: across topics a dispatch can be folded before its replica is
+        # known; the count then heals when the replica's tasks finish.
+        dep = self._deployments.get(a.deployment_id)
+        if dep is not None:
+            self._deployments[a.deployment_id] = replace(
+                dep, in_flight=max(0, dep.in_flight + delta)
+            )
+        node = self._nodes.get(a.node_id)
+        if node is not None:
+            self._nodes[a.node_id] = replace(node, in_flight=max(0, node.in_flight + delta))
+
+    def _record_success(self, a: Assignment, latency: float, at: float) -> None:
+        self._release(a)
+        node = self._nodes.get(a.node_id)
+        if node is not None:
+            self._nodes[a.node_id] = replace(
+                node,
+                successes=node.successes + 1,
+                consecutive_failures=0,
+                latency_ewma_s=self._ewma(node.latency_ewma_s, latency),
+            )
+        dep = self._deployments.get(a.deployment_id)
+        if dep is not None:
+            self._deployments[a.deployment_id] = replace(
+                dep,
+                served=dep.served + 1,
+                last_served_s=at,
+                latency_ewma_s=self._ewma(dep.latency_ewma_s, latency),
+            )
+        ws_latency = self._ewma(self._ws_latency.get(a.workspace_id), latency)
+        self._ws_latency[a.workspace_id] = ws_latency
+
+    def _record_failure(self, node_id: str, at: float) -> None:
+        node = self._nodes.get(node_id)
+        if node is not None:
+            self._nodes[node_id] = replace(
+                node,
+                failures=node.failures + 1,
+                consecutive_failures=node.consecutive_failures + 1,
+                last_failure_s=at,
+            )
+
+    def _ewma(self, previous: float | None, sample: float) -> float:
+        if previous is None:
+            return sample
+        return self._alpha * sample + (1.0 - self._alpha) * previous
+
+
+def _count_gpus(gpus: Iterable[GpuInfo]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for gpu in gpus:
+        kind = normalize_gpu_type(gpu.type)
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _discard(index: dict[str, dict[str, None]], key: str, item: str) -> bool:
+    bucket = index.get(key)
+    if bucket is None or item not in bucket:
+        return False
+    del bucket[item]
+    if not bucket:
+        del index[key]
+    return True
+
+
+_HANDLERS: dict[type[Event], _Handler] = {
+    NodeRegistered: ClusterState._node_registered,
+    NodeHeartbeat: ClusterState._node_heartbeat,
+    NodeLost: ClusterState._node_lost,
+    NodeDrained: ClusterState._node_drained,
+    DeploymentRequested: ClusterState._deployment_requested,
+    DeploymentStarting: ClusterState._deployment_starting,
+    DeploymentReady: ClusterState._deployment_ready,
+    DeploymentFailed: ClusterState._deployment_failed,
+    DeploymentStopped: ClusterState._deployment_stopped,
+    WorkspaceRegistered: ClusterState._workspace_registered,
+    WorkspaceUpdated: ClusterState._workspace_updated,
+    WorkspaceDeleted: ClusterState._workspace_deleted,
+    TaskSubmitted: ClusterState._task_submitted,
+    TaskDispatched: ClusterState._task_dispatched,
+    TaskCompleted: ClusterState._task_completed,
+    TaskFailed: ClusterState._task_failed,
+    TaskRetried: ClusterState._task_retried,
+    TaskCancelled: ClusterState._task_ended,
+    TaskExpired: ClusterState._task_ended,
+}
+"""The fold, by event type: each handler takes the state, the event and its time (s)."""

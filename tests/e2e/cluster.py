@@ -1,0 +1,138 @@
+"""Real processes for end-to-end tests: `ngpu up` and `ngpu node` agents on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+ADMIN_TOKEN = "e2e-admin-token"
+JOIN_TOKEN = "e2e-join-token"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout_s`
+    (a guard against hangs, not a performance assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@dataclass
+class Cluster:
+    """A control plane child process and the node agents started against it."""
+
+    data_dir: Path
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = open(self.data_dir / log_name, "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.processes.append(process)
+        return process
+
+    def start_control_plane(self) -> None:
+        self._spawn(["up", "--port", str(self.port), "--data-dir", str(self.data_dir)], "up.log")
+        wait_for(self._healthy, 60, "the control plane to answer")
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start_node(self, name: str, gpu: str = "RTX4090:1", region: str = "") -> None:
+        address = "0x" + name.encode().hex().ljust(40, "0")[:40]
+        args = ["node", "--control-plane", self.url, "--join-token", JOIN_TOKEN,
+                "--host", "127.0.0.1", "--address", address, "--gpu", gpu,
+                "--region", region, "--work-dir", str(self.data_dir / name)]  # fmt: skip
+        self.agents[name] = self._spawn(args, f"{name}.log")
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL the agent and everything it started, as if the host died."""
+        agent = self.agents.pop(name)
+        # The agent goes first, so it cannot see its children die and report it.
+        for pid in [agent.pid, *_descendants(agent.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        agent.wait(timeout=10)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/v1/nodes", headers=self.admin(), timeout=10)
+        response.raise_for_status()
+        return list(response.json()["nodes"])
+
+    def node_named(self, name: str) -> dict[str, Any] | None:
+        address = "0x" + name.encode().hex().ljust(40, "0")[:40]
+        matches = [n for n in self.nodes() if n["address"] == address]
+        return matches[-1] if matches else None
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        child, parent = (int(x) for x in line.split())
+        children.setdefault(parent, []).append(child)
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def cluster_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
+    env.update(
+        NGPU_ADMIN_TOKEN=ADMIN_TOKEN, NGPU_NODE_JOIN_TOKEN=JOIN_TOKEN,
+        NGPU_HEARTBEAT_INTERVAL_S="0.5", NGPU_NODE_LOST_AFTER_S="3",
+        NGPU_SCHEDULER_TICK_S="0.2", NGPU_BUS_POLL_INTERVAL_S="0.05",
+    )  # fmt: skip
+    env.update(extra)
+    return env
