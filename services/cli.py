@@ -109,9 +109,13 @@ def up_command(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default: NGPU_HOST).")] = None,
     data_dir: DataDir = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Also run a local node and the sample workspace.")
+    ] = False,
 ) -> None:
-    """Run the whole control plane in this process on the embedded backends."""
-    from services.roles import Credentials, run_all
+    """Run the whole system (ingress, scheduler, dispatcher, projector) in this process on
+    the embedded backends."""
+    from services.demo import demo_settings
 
     overrides: dict[str, object] = {"bus": "embedded"}
     for name, value in (("port", port), ("host", host), ("data_dir", data_dir)):
@@ -123,26 +127,48 @@ def up_command(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     _configure_logging(settings.log_level)
+    if demo:
+        settings = demo_settings(settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_up(settings, demo))
 
-    def banner(creds: Credentials) -> None:
-        url = f"http://{settings.host}:{settings.port}"
+
+async def _up(settings: Settings, demo: bool) -> None:
+    from services.demo import Demo, curl_examples, start_demo
+    from services.roles import Credentials, run_all
+
+    url = f"http://{settings.host}:{settings.port}"
+    running: list[Demo] = []
+
+    async def ready(creds: Credentials) -> None:
         typer.echo(f"NGPU gateway listening on {url}")
-        typer.echo(f"  data dir:        {settings.data_dir.resolve()}")
+        typer.echo(f"  data dir:         {settings.data_dir.resolve()}")
         for label, token, source in (
-            ("admin token:    ", creds.admin_token, creds.admin_token_source),
-            ("node join token:", creds.join_token, creds.join_token_source),
+            ("admin token:     ", creds.admin_token, creds.admin_token_source),
+            ("node join token: ", creds.join_token, creds.join_token_source),
         ):
             # A token from the environment is the operator's secret: not echoed to logs.
             shown = "(from the environment)" if source == "environment" else f"{token}  ({source})"
-            typer.echo(f"  {label} {shown}")
-        typer.echo(
-            f"  add a node:      ngpu node --control-plane {url} --join-token <token> "
-            "--host 127.0.0.1 --address 0x<40 hex> --gpu RTX4090:1"
-        )
+            typer.echo(f"  {label}{shown}")
+        if demo:
+            started = await start_demo(settings, url, creds.admin_token, creds.join_token)
+            running.append(started)
+            typer.echo(f"  demo workspace:   {started.workspace_id} (Workspace ID = bearer token)")
+            typer.echo(curl_examples(url, started.workspace_id))
+        else:
+            typer.echo(f"  add a node:       ngpu node --control-plane {url} --join-token <token> "
+                       "--host 127.0.0.1 --address 0x<40 hex> --gpu RTX4090:1")  # fmt: skip
         sys.stdout.flush()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_all(settings, on_ready=banner))
+    async def stop_demo() -> None:
+        for started in running:
+            await asyncio.to_thread(started.stop)
+        running.clear()
+
+    try:
+        await run_all(settings, on_ready=ready, on_stop=stop_demo)
+    finally:
+        await stop_demo()
 
 
 @app.command("node")

@@ -1,7 +1,8 @@
 """Running roles in one process: `ngpu up` runs them all on the embedded backends.
 
-Each role is started here, in dependency order, and stopped in reverse; the HTTP server
-runs in the same event loop as the roles behind it.
+The roles (ingress over HTTP, scheduler, dispatcher, projector) share one bus and, for
+the ingress and the projector, one ClickHouse client: chdb allows one engine per process
+(DESIGN.md), so the roles that use the data dir live in the process that holds it.
 """
 
 from __future__ import annotations
@@ -9,18 +10,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
+from projections import ProjectionWriter, Projector, connect
+from services.brc20 import Brc20Gate, provider_from_config
 from services.bus import Bus, bus_from_settings
+from services.dispatcher import CallPolicy, Dispatcher
 from services.ingress import DirectoryFollower, IngressContext, create_app
+from services.ingress.ratelimit import RateLimiter
+from services.ingress.store import TaskStore
+from services.ingress.taskfollower import TaskFollower
 from services.ingress.tokens import load_or_create
 from services.scheduler.runner import SchedulerRunner
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
+DATABASE = "ngpu"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,39 +54,118 @@ def credentials(settings: Settings) -> Credentials:
     return Credentials(admin, admin_src, join, join_src)
 
 
+def brc20_gate(settings: Settings) -> Brc20Gate:
+    """The BRC-20 gate the settings describe (raises `Brc20ConfigError` when misconfigured)."""
+    provider = provider_from_config(
+        settings.resolved_brc20_provider,
+        file=settings.brc20_file,
+        url=settings.brc20_url,
+        api_key=settings.brc20_api_key.get_secret_value() if settings.brc20_api_key else None,
+        timeout_s=settings.brc20_timeout_s,
+        cache_ttl_s=settings.brc20_cache_ttl_s,
+        network=settings.btc_network,
+    )
+    return Brc20Gate(
+        provider, settings.brc20_ticker, settings.brc20_min_balance, settings.btc_network
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: `run_all` owns SIGINT/SIGTERM
+    (uvicorn would re-raise them after serving, killing the process before the roles
+    and the demo's node agent are stopped)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+OnReady = Callable[[Credentials], Coroutine[Any, Any, None] | None]
+
+
 async def run_all(
-    settings: Settings, *, on_ready: Callable[[Credentials], None] | None = None
+    settings: Settings,
+    *,
+    on_ready: OnReady | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Run the ingress (HTTP on `settings.host:port`) and the scheduler on one bus until
-    SIGINT/SIGTERM. `on_ready` is called once the HTTP server accepts connections."""
+    """Run every role on one bus until SIGINT/SIGTERM. `on_ready` is called (and awaited
+    when it is a coroutine) once the HTTP server accepts connections; `on_stop` when a
+    signal arrives, while everything still runs."""
     creds = credentials(settings)
     bus: Bus = bus_from_settings(settings)
     await bus.start()
-    follower = DirectoryFollower(bus)
-    scheduler = SchedulerRunner(bus, settings)
+    client = await asyncio.to_thread(connect, settings.resolved_clickhouse_dsn)
+    writer = ProjectionWriter(client, DATABASE)
+    await asyncio.to_thread(writer.ensure_schema)
+    follower, tasks = DirectoryFollower(bus), TaskFollower(bus)
+    gate = brc20_gate(settings)
     try:
         await follower.start()
-        context = IngressContext(settings, bus, follower, creds.admin_token, creds.join_token)
-        config = uvicorn.Config(
-            create_app(context), host=settings.host, port=settings.port,
-            log_level=settings.log_level, lifespan="off", access_log=False,
+        await tasks.start()
+        context = IngressContext(
+            settings, bus, follower, creds.admin_token, creds.join_token, tasks=tasks,
+            store=TaskStore(client, DATABASE), gate=gate,
+            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         )  # fmt: skip
-        server = uvicorn.Server(config)
-        scheduling = asyncio.create_task(scheduler.run(), name="scheduler")
-        serving = asyncio.create_task(server.serve(), name="http")
-        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
-            await asyncio.sleep(0.05)
-        if server.started and on_ready is not None:
-            on_ready(creds)
-        done, _ = await asyncio.wait({scheduling, serving}, return_when=asyncio.FIRST_COMPLETED)
-        server.should_exit = True
-        scheduling.cancel()
-        for task in (serving, scheduling):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        await _serve(settings, context, bus, writer, creds, on_ready, on_stop)
     finally:
+        await tasks.close()
         await follower.close()
+        await gate.aclose()
         await bus.close()
+
+
+async def _serve(
+    settings: Settings,
+    context: IngressContext,
+    bus: Bus,
+    writer: ProjectionWriter,
+    creds: Credentials,
+    on_ready: OnReady | None,
+    on_stop: Callable[[], Awaitable[None]] | None,
+) -> None:
+    config = uvicorn.Config(
+        create_app(context), host=settings.host, port=settings.port,
+        log_level=settings.log_level, lifespan="off", access_log=False,
+        timeout_graceful_shutdown=5,
+    )  # fmt: skip
+    server = _Server(config)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    policy = CallPolicy(settings.task_max_attempts, settings.max_response_bytes)
+    roles = {
+        "scheduler": SchedulerRunner(bus, settings).run(),
+        "dispatcher": Dispatcher(
+            bus, policy, max_concurrency=settings.dispatcher_concurrency
+        ).run(),
+        "projector": Projector(bus, writer).run(),
+        "http": server.serve(),
+    }
+    running: set[asyncio.Task[Any]] = {
+        asyncio.create_task(coro, name=name) for name, coro in roles.items()
+    }
+    while not server.started and not all(t.done() for t in running):  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.05)
+    if server.started and on_ready is not None:
+        result = on_ready(creds)
+        if result is not None:
+            await result
+    signalled: asyncio.Task[Any] = asyncio.create_task(stopping.wait())
+    done, _ = await asyncio.wait({*running, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    done.discard(signalled)
+    if stopping.is_set() and on_stop is not None:
+        await on_stop()
+    server.should_exit = True
+    for task in running:
+        if task.get_name() != "http":
+            task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for finished in done:
+        if not finished.cancelled() and (error := finished.exception()) is not None:
+            raise error

@@ -62,6 +62,62 @@ class Settings(BaseSettings):
         30.0, gt=0, le=300, description="Longest a node's assignments long poll is held."
     )
 
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, le=64 << 20, description="Largest NGPU API request body (413 above)."
+    )
+    max_response_bytes: int = Field(
+        8 << 20, ge=1024, le=256 << 20, description="Largest container response kept."
+    )
+    task_max_attempts: int = Field(
+        3, ge=1, le=20, description="Attempts of a task (first dispatch included)."
+    )
+    task_ttl_s: float = Field(
+        300.0, gt=0, le=86_400, description="How long a task may wait for capacity."
+    )
+    sync_wait_max_s: float = Field(
+        900.0, gt=0, le=86_400, description="Longest a synchronous request is held open."
+    )
+    rate_limit_per_s: float = Field(
+        500.0, ge=0, description="NGPU API requests per second per workspace (0: no limit)."
+    )
+    rate_limit_burst: int = Field(1000, ge=1, description="Requests a workspace may burst.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description='CIDRs whose X-Forwarded-For is believed (JSON list, e.g. ["10.0.0.0/8"]).',
+    )
+    dispatcher_concurrency: int = Field(256, ge=1, le=10_000, description="Calls in flight.")
+    brc20_provider: Literal["auto", "none", "file", "hiro", "unisat"] = Field(
+        "auto",
+        description="Where BRC-20 balances come from; auto: file when NGPU_BRC20_FILE is set.",
+    )
+    brc20_file: Path | None = Field(None, description="JSON holdings file for the file provider.")
+    brc20_url: str = Field("", description="Indexer base URL (hiro/unisat); empty: its public URL.")
+    brc20_api_key: SecretStr | None = Field(None, description="Indexer API key.")
+    brc20_ticker: str = Field("AINN", min_length=1, max_length=16, description="Required ticker.")
+    brc20_min_balance: int = Field(1, ge=1, description="Required balance of the ticker.")
+    brc20_timeout_s: float = Field(5.0, gt=0, le=120, description="Indexer request timeout.")
+    brc20_cache_ttl_s: float = Field(60.0, ge=0, le=86_400, description="Indexer answer cache.")
+    btc_network: Literal["mainnet", "testnet", "signet", "regtest"] = Field(
+        "mainnet", description="Network BTC addresses must belong to."
+    )
+
+    @property
+    def resolved_brc20_provider(self) -> str:
+        if self.brc20_provider == "auto":
+            return "file" if self.brc20_file else "none"
+        return self.brc20_provider
+
+    @model_validator(mode="after")
+    def _trusted_proxies_parse(self) -> Settings:
+        import ipaddress
+
+        for value in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"NGPU_TRUSTED_PROXIES: {value!r} is not a CIDR") from exc
+        return self
+
     @model_validator(mode="after")
     def _lost_after_outlasts_heartbeats(self) -> Settings:
         if self.node_lost_after_s <= self.heartbeat_interval_s:

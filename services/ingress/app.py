@@ -11,7 +11,8 @@ from services.ingress.context import IngressContext
 from services.ingress.errors import ApiError
 from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.responses import JsonResponse
-from services.ingress.routers import nodes, workspaces
+from services.ingress.results import contract_body
+from services.ingress.routers import analytics, ngpu, nodes, workspaces
 
 MANAGEMENT_BODY_LIMIT = 1 << 20
 
@@ -26,23 +27,37 @@ def _field_of(location: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-async def _api_error(_: Request, exc: Exception) -> JsonResponse:
+def is_contract_path(path: str) -> bool:
+    """Paths of the customer's NGPU API, whose errors take the contract's shape."""
+    return path.startswith(("/user/", "/brc20/"))
+
+
+def _error(
+    request: Request, status: int, code: str, message: str, field: str | None
+) -> JsonResponse:
+    if is_contract_path(request.url.path):
+        msg = f"{field}: {message}" if field and not message.startswith(field) else message
+        return JsonResponse(contract_body(status, msg), status_code=status)
+    return JsonResponse(error_body(code, message, field), status_code=status)
+
+
+async def _api_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, ApiError)
-    return JsonResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
+    return _error(request, exc.status, exc.code, exc.message, exc.field)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JsonResponse:
+async def _validation_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
     if first.get("type") == "json_invalid":
-        return JsonResponse(
-            error_body("malformed_json", f"the body is not valid JSON: {first['msg']}", "body"),
-            status_code=400,
-        )
+        message = f"the body is not valid JSON: {first['msg']}"
+        return _error(request, 400, "malformed_json", message, "body")
     field = _field_of(tuple(first["loc"]))
     message = "; ".join(f"{_field_of(tuple(e['loc']))}: {e['msg']}" for e in errors[:5])
-    return JsonResponse(error_body("invalid", message, field or None), status_code=422)
+    # The NGPU API's table has one class for bad query parameters: 400.
+    status = 400 if is_contract_path(request.url.path) else 422
+    return _error(request, status, "invalid", message, field or None)
 
 
 def create_app(context: IngressContext) -> FastAPI:
@@ -52,7 +67,12 @@ def create_app(context: IngressContext) -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
-    app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: MANAGEMENT_BODY_LIMIT)
+    task_limit = context.settings.max_body_bytes
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit_for=lambda path: task_limit if is_contract_path(path) else MANAGEMENT_BODY_LIMIT,
+        contract_path=is_contract_path,
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, bool]:
@@ -60,4 +80,6 @@ def create_app(context: IngressContext) -> FastAPI:
 
     app.include_router(workspaces.router)
     app.include_router(nodes.router)
+    app.include_router(analytics.router)
+    app.include_router(ngpu.router)
     return app

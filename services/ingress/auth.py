@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from services.ingress.context import IngressContext
-from services.ingress.directory import NodeView
+from services.ingress.directory import NodeView, WorkspaceView
 from services.ingress.errors import Unauthorized
 from services.ingress.tokens import digest, same_secret
 
@@ -58,3 +58,17 @@ def authenticated_node(node_id: str, context: Context, token: Bearer) -> NodeVie
 
 
 NodeAuth = Annotated[NodeView, Depends(authenticated_node)]
+
+
+def authenticated_workspace(context: Context, token: Bearer) -> WorkspaceView:
+    """The workspace whose ID is the bearer token. Looked up by the token's digest, then
+    compared in constant time, so response times say nothing about valid IDs."""
+    directory = context.follower.directory
+    workspace_id = directory.workspace_digests.get(digest(token), "")
+    view = directory.workspaces.get(workspace_id)
+    if view is None or not same_secret(token, workspace_id):
+        raise Unauthorized("the workspace ID is not valid", field="Authorization")
+    return view
+
+
+WorkspaceAuth = Annotated[WorkspaceView, Depends(authenticated_workspace)]

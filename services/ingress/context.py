@@ -1,4 +1,5 @@
-"""What the ingress routes share: settings, the bus, the directory follower, credentials."""
+"""What the ingress routes share: settings, the bus, the followers of the log, the task
+store, the BRC-20 gate, the rate limiter and the credentials."""
 
 from __future__ import annotations
 
@@ -7,20 +8,36 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from events import Envelope, Event
+from services.brc20 import Brc20Gate, NoProvider
 from services.bus import Bus, BusError, Record, publish_events
+from services.ingress.clientip import Network, parse_networks
 from services.ingress.errors import ServiceUnavailable
 from services.ingress.follower import DirectoryFollower
+from services.ingress.ratelimit import RateLimiter
+from services.ingress.store import TaskStore
+from services.ingress.taskfollower import TaskFollower
 from services.settings import Settings
 
 
 @dataclass(slots=True)
 class IngressContext:
+    """Started by its owner (`services.roles`, or a test); the routes only use it.
+    `tasks` and `store` are needed by the NGPU API only."""
+
     settings: Settings
     bus: Bus
     follower: DirectoryFollower
     admin_token: str
     join_token: str
+    tasks: TaskFollower | None = None
+    store: TaskStore | None = None
+    gate: Brc20Gate = field(default_factory=lambda: Brc20Gate(NoProvider()))
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 1))
+    proxies: tuple[Network, ...] = ()
     registration_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.proxies = self.proxies or parse_networks(self.settings.trusted_proxies)
 
     async def publish(
         self, events: Iterable[Envelope | Event], *, visible: bool = True

@@ -28,6 +28,7 @@ from events import (
     WorkspaceRegistered,
     WorkspaceUpdated,
 )
+from services.ingress.tokens import digest
 
 DeploymentState = Literal["requested", "starting", "ready", "failed", "stopped"]
 
@@ -69,6 +70,7 @@ class NodeView:
 class Directory:
     workspaces: dict[str, WorkspaceView] = field(default_factory=dict)
     workspace_names: dict[str, str] = field(default_factory=dict)
+    workspace_digests: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, NodeView] = field(default_factory=dict)
     node_addresses: dict[str, str] = field(default_factory=dict)
 
@@ -82,6 +84,7 @@ class Directory:
                     event.timeout_s, at,
                 )  # fmt: skip
                 self.workspace_names[event.name] = event.workspace_id
+                self.workspace_digests[digest(event.workspace_id)] = event.workspace_id
             case WorkspaceUpdated():
                 if view := self.workspaces.get(event.workspace_id):
                     view.env = dict(event.env)
@@ -90,6 +93,7 @@ class Directory:
             case WorkspaceDeleted():
                 if view := self.workspaces.pop(event.workspace_id, None):
                     self.workspace_names.pop(view.registered.name, None)
+                    self.workspace_digests.pop(digest(event.workspace_id), None)
             case NodeRegistered():
                 self.nodes[event.node_id] = NodeView(event, last_heartbeat=at)
                 self.node_addresses[event.address] = event.node_id

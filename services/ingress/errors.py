@@ -44,3 +44,33 @@ class PayloadTooLarge(ApiError):
 
 class ServiceUnavailable(ApiError):
     status, code = 503, "unavailable"
+
+
+class AssetMissing(ApiError):
+    """The BTC address does not hold the required BRC-20 balance."""
+
+    status, code = 403, "brc20_asset_missing"
+
+
+class RateLimited(ApiError):
+    status, code = 429, "rate_limited"
+
+
+class NodeFailure(ApiError):
+    status, code = 502, "node_error"
+
+
+class NoCapacity(ApiError):
+    status, code = 503, "no_capacity"
+
+
+class GatewayTimeout(ApiError):
+    status, code = 504, "timeout"
+
+
+class Unprocessable(ApiError):
+    status, code = 422, "invalid"
+
+
+class Gone(ApiError):
+    status, code = 410, "cancelled"

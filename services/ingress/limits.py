@@ -12,9 +12,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class BodyLimitMiddleware:
     """Answers 413 for a body over `limit_for(path)` bytes."""
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str], int],
+        contract_path: Callable[[str], bool] = lambda path: False,
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.contract_path = contract_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -22,8 +28,9 @@ class BodyLimitMiddleware:
             return
         limit = self.limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length", b"")
+        contract = self.contract_path(scope["path"])
         if declared.isdigit() and int(declared) > limit:
-            await _refuse(send, limit)
+            await _refuse(send, limit, contract)
             return
         seen = 0
         refused = started = False
@@ -40,7 +47,7 @@ class BodyLimitMiddleware:
                     # whatever it would have done with the body never happens.
                     refused = True
                     if not started:
-                        await _refuse(send, limit)
+                        await _refuse(send, limit, contract)
                     return {"type": "http.disconnect"}
             return message
 
@@ -53,11 +60,14 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, guarded_send)
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    body = orjson.dumps(
-        {"error": {"code": "body_too_large", "message": f"bodies are limited to {limit} bytes",
-                   "field": "body"}}
-    )  # fmt: skip
+async def _refuse(send: Send, limit: int, contract: bool) -> None:
+    message = f"bodies are limited to {limit} bytes"
+    doc: dict[str, object] = (
+        {"result_code": 413, "msg": f"body: {message}"}
+        if contract
+        else {"error": {"code": "body_too_large", "message": message, "field": "body"}}
+    )
+    body = orjson.dumps(doc)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 
 ADMIN_TOKEN = "e2e-admin-token"
 JOIN_TOKEN = "e2e-join-token"
@@ -65,9 +66,26 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def start_control_plane(self) -> None:
-        self._spawn(["up", "--port", str(self.port), "--data-dir", str(self.data_dir)], "up.log")
+    def start_control_plane(self, *extra: str) -> None:
+        args = ["up", "--port", str(self.port), "--data-dir", str(self.data_dir), *extra]
+        self._spawn(args, "up.log")
         wait_for(self._healthy, 60, "the control plane to answer")
+
+    def start_demo(self) -> str:
+        """`ngpu up --demo`; returns the demo workspace's ID once its replica is ready."""
+        self.start_control_plane("--demo")
+        log = self.data_dir / "up.log"
+        wait_for(lambda: b"demo workspace:" in log.read_bytes(), 120, "the demo to be ready")
+        return (self.data_dir / "demo-workspace-id").read_text().strip()
+
+    def events(self, topic: str = "ngpu.tasks") -> list[dict[str, Any]]:
+        """The log's events, read by `ngpu events tail` in its own process."""
+        out = subprocess.run(
+            [sys.executable, "-m", "services.cli", "events", "tail", "--no-follow",
+             "--from-beginning", "--topic", topic, "--data-dir", str(self.data_dir)],
+            env=self.env, capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        return [orjson.loads(line) for line in out.splitlines()]
 
     def _healthy(self) -> bool:
         try:

@@ -1,0 +1,129 @@
+"""The rows of the projection tables, as values: one frozen dataclass per table.
+
+Field order is column order (`projections.schema` derives each table's columns from its
+row class). Every row carries the `event_id` and `schema_version` of the event it came
+from. Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+OutcomeKind = Literal["completed", "failed", "cancelled", "expired"]
+"""Which terminal event ended a task."""
+
+RequeueKind = Literal["failed", "retried"]
+"""A retryable failure of an attempt, or the task going back to the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """Any event, as stored on the bus: `payload` is the codec's wire document."""
+
+    event_id: str
+    type: str
+    topic: str
+    key: str
+    occurred_at: datetime
+    schema_version: int
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRow:
+    """A `TaskSubmitted`; `submitted_at` is its envelope's `occurred_at` (request time)."""
+
+    task_id: str
+    event_id: str
+    schema_version: int
+    submitted_at: datetime
+    workspace_id: str
+    seq: int
+    userkey: str
+    btc_address: str
+    mode: str
+    method: str
+    request_url: str
+    param_url: str
+    param_port: int
+    user_ip: str
+    request_body: str
+    body_encoding: str
+    content_type: str
+    gpu_type: str
+    gpu_count: int
+    timeout_s: float
+    priority: int
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchRow:
+    """A `TaskDispatched`: attempt `attempt` went to this node."""
+
+    task_id: str
+    event_id: str
+    schema_version: int
+    dispatched_at: datetime
+    workspace_id: str
+    attempt: int
+    node_id: str
+    node_ip: str
+    node_address: str
+    deployment_id: str
+    host_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueRow:
+    """A retryable `TaskFailed` or a `TaskRetried`: the task is (about to be) waiting
+    again. Only used to tell queued from running before the task ends."""
+
+    task_id: str
+    event_id: str
+    schema_version: int
+    requeued_at: datetime
+    workspace_id: str
+    kind: RequeueKind
+    attempt: int
+    node_id: str
+    code: str
+    reason: str
+    excluded_node_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """A terminal event. `ended_at` is the response time: `finished_at` of a completion,
+    else the event's `occurred_at`. `gpu_us` is GPU time in microseconds
+    ((finished - started) x gpu_count, never negative; 0 unless completed). Fields an
+    event lacks are empty: "" / 0 / None."""
+
+    task_id: str
+    event_id: str
+    schema_version: int
+    occurred_at: datetime
+    workspace_id: str
+    kind: OutcomeKind
+    attempt: int
+    node_id: str
+    node_ip: str
+    node_address: str
+    status_code: int
+    response_body: str
+    body_encoding: str
+    content_type: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    ended_at: datetime
+    gpu_type: str
+    gpu_count: int
+    gpu_us: int
+    code: str
+    reason: str
+
+
+Row = EventRow | SubmissionRow | DispatchRow | RequeueRow | OutcomeRow
+"""A row of any projection table."""

@@ -1,0 +1,90 @@
+"""The boundary to ClickHouse: opening a client, checking identifiers, translating errors.
+
+Every statement the projections run goes through `run_command`, `run_query` or
+`run_insert`, so clickhouse-connect and chdb exceptions never leak: they become
+`StoreError` (with the original as `__cause__`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from projections.errors import InvalidName, StoreError
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# Serializing a bad value raises plain Python errors inside clickhouse-connect.
+_FOREIGN_ERRORS = (ClickHouseError, ValueError, TypeError, OverflowError, RuntimeError)
+
+
+def connect(dsn: str) -> Client:
+    """A sync client for `dsn`: `chdb:///PATH` (the in-process engine; one path per
+    process) or `http(s)://user:pass@host:8123/db` (a server). HTTP clients are opened
+    without a session so worker threads may share one. Raises `StoreError`."""
+    options: dict[str, Any] = {}
+    if dsn.startswith(("http://", "https://")):
+        options["autogenerate_session_id"] = False
+    try:
+        return clickhouse_connect.get_client(dsn=dsn, **options)
+    except _FOREIGN_ERRORS as exc:
+        raise StoreError(f"cannot open ClickHouse at {_redact(dsn)}: {exc}") from exc
+
+
+def _redact(dsn: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", dsn)
+
+
+def identifier(name: str) -> str:
+    """`name` if it is a plain SQL identifier (letters, digits, `_`; not leading digit),
+    else `InvalidName`. Only such names are ever formatted into SQL."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise InvalidName(f"not a plain identifier: {name!r}")
+    return name
+
+
+def run_command(client: Client, sql: str) -> None:
+    """Run a statement that returns nothing (DDL)."""
+    try:
+        client.command(sql)
+    except _FOREIGN_ERRORS as exc:
+        raise StoreError(f"ClickHouse command failed: {exc}") from exc
+
+
+def run_query(
+    client: Client, sql: str, parameters: Mapping[str, Any] | None = None
+) -> Sequence[Sequence[Any]]:
+    """The rows of a query; values are bound server-side (`{name:Type}` placeholders)."""
+    try:
+        result = client.query(sql, parameters=dict(parameters or {}))
+        rows: Sequence[Sequence[Any]] = result.result_rows
+    except _FOREIGN_ERRORS as exc:
+        raise StoreError(f"ClickHouse query failed: {exc}") from exc
+    return rows
+
+
+def run_insert(
+    client: Client,
+    database: str,
+    table: str,
+    rows: Sequence[Sequence[Any]],
+    columns: Sequence[str],
+    types: Sequence[str],
+) -> None:
+    """Insert `rows` (tuples in `columns` order, of ClickHouse `types`) into
+    `database.table` in one statement. Passing the types saves a round trip that would
+    read the table's structure."""
+    try:
+        client.insert(
+            table,
+            rows,
+            column_names=list(columns),
+            column_type_names=list(types),
+            database=database,
+        )
+    except _FOREIGN_ERRORS as exc:
+        raise StoreError(f"ClickHouse insert into {database}.{table} failed: {exc}") from exc

@@ -1,0 +1,125 @@
+"""`ngpu up --demo`: a local node agent (process runtime) and the sample workspace
+registered through the real API, so the NGPU API can be tried with curl at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from services.settings import Settings
+
+WORKSPACE_NAME = "demo-img2img"
+DEMO_BTC_ADDRESS = "bc1pp8vyhh2ma0ntzjwr26xxrn5r0w296yu68wdwle5rrhgtv3a2lgkqtyayus"
+DEMO_NODE_ADDRESS = "0xCac10F51814E8e425a6877951fecb7746161c669"
+
+
+@dataclass
+class Demo:
+    workspace_id: str
+    agent: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.agent.poll() is None:
+            self.agent.send_signal(signal.SIGTERM)
+            try:
+                self.agent.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait(timeout=10)
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """With no BRC-20 provider configured, a holdings file in the data dir in which the
+    contract's example address holds 100 AINN (so the contract's examples pass)."""
+    if settings.resolved_brc20_provider != "none":
+        return settings
+    path = settings.data_dir / "brc20-demo-holdings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({DEMO_BTC_ADDRESS: {settings.brc20_ticker: 100}}, indent=2))
+    return settings.model_copy(update={"brc20_file": path, "brc20_provider": "file"})
+
+
+def _workspace_body() -> dict[str, object]:
+    return {
+        "name": WORKSPACE_NAME,
+        "image": "ngpu/sample-img2img:demo",
+        "command": [sys.executable, "-m", "services.sampleapp"],
+        "gpu": {"type": "RTX 4090", "count": 1},
+        "ports": [8080],
+        "health_path": "/health",
+        "replicas": {"min": 1, "max": 1},
+        "timeout_s": 60,
+    }
+
+
+async def start_demo(settings: Settings, url: str, admin_token: str, join_token: str) -> Demo:
+    """Register the sample workspace (once per data dir), start a local node agent, and
+    wait until the replica is ready."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    id_file = settings.data_dir / "demo-workspace-id"
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+        workspace_id = id_file.read_text().strip() if id_file.exists() else ""
+        if (
+            not workspace_id
+            or (await http.get(f"/v1/workspaces/{workspace_id}")).status_code != 200
+        ):
+            created = await http.post("/v1/workspaces", json=_workspace_body())
+            created.raise_for_status()
+            workspace_id = created.json()["workspace_id"]
+            id_file.write_text(workspace_id + "\n")
+        agent = _spawn_agent(settings, url, join_token)
+        demo = Demo(workspace_id, agent)
+        try:
+            await _wait_ready(http, workspace_id)
+        except BaseException:
+            demo.stop()
+            raise
+    return demo
+
+
+def _spawn_agent(settings: Settings, url: str, join_token: str) -> subprocess.Popen[bytes]:
+    work_dir = settings.data_dir / "demo-node"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log = (work_dir / "agent.log").open("ab")
+    args = [sys.executable, "-m", "services.cli", "node", "--control-plane", url,
+            "--join-token", join_token, "--host", "127.0.0.1", "--address", DEMO_NODE_ADDRESS,
+            "--gpu", "RTX4090:1", "--region", "local", "--work-dir", str(work_dir)]  # fmt: skip
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+async def _wait_ready(http: httpx.AsyncClient, workspace_id: str, timeout_s: float = 120) -> None:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            nodes = (await http.get("/v1/nodes")).json()["nodes"]
+            for node in nodes:
+                for deployment in node["deployments"]:
+                    ready = deployment["state"] == "ready"
+                    if ready and deployment["workspace_id"] == workspace_id:
+                        return
+            await asyncio.sleep(0.2)
+
+
+def curl_examples(url: str, workspace_id: str) -> str:
+    auth = f"-H 'Authorization: Bearer {workspace_id}' -H 'Content-Type: application/json'"
+    body = json.dumps({"btc_address": DEMO_BTC_ADDRESS,
+                       "data": {"image_url": "https://ngpu.ai/image/1683730315image.jpeg",
+                                "prompt": "a cat in a black suit, night time"}})  # fmt: skip
+    return "\n".join([
+        "  sync:   curl -X POST " + f"'{url}/user/img2img' {auth} -d '{body}'",
+        "  async:  curl -X POST "
+        + f"'{url}/user/schedulingTask?paramUrl=sdapi/v1/img2img&paramPort=8080' "
+        + f"{auth} -d '{body}'",
+        f"  poll:   curl '{url}/user/queryTask?taskID=<taskID>' {auth}",
+        f"  list:   curl '{url}/user/queryTaskList?startTime=2024-04-11' {auth}",
+        f"  detail: curl '{url}/user/getDetailed?taskID=<taskID>' {auth}",
+    ])  # fmt: skip
+
+
+__all__ = ["Demo", "Path", "curl_examples", "demo_settings", "start_demo"]

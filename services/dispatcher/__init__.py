@@ -1,0 +1,7 @@
+"""The dispatcher role: calls node containers for dispatched tasks."""
+
+from services.dispatcher.call import CallPolicy, call_node, target_url
+from services.dispatcher.offsets import OffsetTracker
+from services.dispatcher.worker import Dispatcher
+
+__all__ = ["CallPolicy", "Dispatcher", "OffsetTracker", "call_node", "target_url"]

@@ -1,0 +1,116 @@
+"""One call of a node container for a `TaskDispatched`, and the event that records how it
+ended. The target is always the dispatch's `node_ip:host_port` — values the scheduler took
+from a registered node and its deployment — and the path the ingress validated."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+
+from events import TaskCompleted, TaskDispatched, TaskFailed, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """`max_attempts` bounds re-dispatches; `max_response_bytes` the body kept."""
+
+    max_attempts: int = 3
+    max_response_bytes: int = 8 << 20
+
+
+def target_url(dispatch: TaskDispatched) -> str:
+    host = dispatch.node_ip
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass  # a DNS name
+    return f"http://{host}:{dispatch.host_port}{dispatch.param_url}"
+
+
+def request_body(dispatch: TaskDispatched) -> bytes:
+    if dispatch.body_encoding == "base64":
+        return base64.b64decode(dispatch.request_body)
+    return dispatch.request_body.encode()
+
+
+def headers_for(dispatch: TaskDispatched) -> dict[str, str]:
+    return {
+        "Content-Type": dispatch.content_type,
+        "X-NGPU-Task-ID": dispatch.task_id,
+        "X-NGPU-Attempt": str(dispatch.attempt),
+    }
+
+
+def completed(
+    dispatch: TaskDispatched,
+    status: int,
+    body: bytes,
+    content_type: str,
+    started: datetime,
+    finished: datetime,
+) -> TaskCompleted:
+    """The container answered (any HTTP status: the answer is passed through)."""
+    try:
+        text, encoding = body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(body).decode("ascii"), "base64"
+    return TaskCompleted(
+        task_id=dispatch.task_id, workspace_id=dispatch.workspace_id, attempt=dispatch.attempt,
+        node_id=dispatch.node_id, node_ip=dispatch.node_ip, node_address=dispatch.node_address,
+        status_code=status, response_body=text, started_at=started, finished_at=finished,
+        gpu_type=dispatch.gpu_type, gpu_count=dispatch.gpu_count, body_encoding=encoding,  # type: ignore[arg-type]
+        content_type=content_type,
+    )  # fmt: skip
+
+
+def failed(
+    dispatch: TaskDispatched, code: str, reason: str, *, transient: bool, policy: CallPolicy
+) -> TaskFailed:
+    """A failed attempt; retryable when transient and attempts remain."""
+    return TaskFailed(
+        task_id=dispatch.task_id, workspace_id=dispatch.workspace_id, attempt=dispatch.attempt,
+        node_id=dispatch.node_id, code=code, reason=reason,
+        retryable=transient and dispatch.attempt < policy.max_attempts,
+    )  # fmt: skip
+
+
+def classify(exc: httpx.HTTPError) -> tuple[str, str]:
+    """(code, reason) of a transport failure; all of them are transient."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout", f"the node did not answer in time ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        return "node_refused", f"the node refused the connection: {exc}"
+    return "node_error", f"the call to the node failed: {type(exc).__name__}: {exc}"
+
+
+async def call_node(
+    client: httpx.AsyncClient, dispatch: TaskDispatched, policy: CallPolicy
+) -> TaskCompleted | TaskFailed:
+    """Make the call; never raises for anything the node or the network does."""
+    started = utc_now()
+    try:
+        async with client.stream(
+            "POST", target_url(dispatch), content=request_body(dispatch),
+            headers=headers_for(dispatch), timeout=dispatch.timeout_s,
+        ) as response:  # fmt: skip
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > policy.max_response_bytes:
+                    return failed(
+                        dispatch, "response_too_large",
+                        f"the container's response exceeds {policy.max_response_bytes} bytes",
+                        transient=False, policy=policy,
+                    )  # fmt: skip
+            content_type = response.headers.get("content-type", "application/octet-stream")
+            return completed(
+                dispatch, response.status_code, bytes(body), content_type, started, utc_now()
+            )
+    except httpx.HTTPError as exc:
+        code, reason = classify(exc)
+        return failed(dispatch, code, reason, transient=True, policy=policy)

@@ -1,0 +1,97 @@
+"""The dispatcher role: consume `TaskDispatched` (group `dispatcher`), call the node
+container, publish `TaskCompleted` or `TaskFailed`. Calls run concurrently; offsets are
+committed only below the oldest call still running, so a crash repeats unfinished calls
+(the container sees the same `X-NGPU-Task-ID` and `X-NGPU-Attempt` again)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+
+import httpx
+
+from events import EventDecodeError, TaskDispatched, is_terminal, topics
+from services.bus import Bus, BusError, Record, decode_record, publish_events
+from services.dispatcher.call import CallPolicy, call_node
+from services.dispatcher.offsets import OffsetTracker
+
+log = logging.getLogger(__name__)
+GROUP = "dispatcher"
+_ENDED_MEMORY = 100_000
+
+
+class Dispatcher:
+    """Runs until cancelled. `max_concurrency` bounds calls in flight (and the pool)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        policy: CallPolicy | None = None,
+        *,
+        max_concurrency: int = 256,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.bus = bus
+        self.policy = policy or CallPolicy()
+        self.max_concurrency = max_concurrency
+        limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=64)
+        self.client = httpx.AsyncClient(limits=limits, transport=transport, trust_env=False)
+        self.tracker = OffsetTracker()
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._calls: set[asyncio.Task[None]] = set()
+        # Tasks whose outcome is already in the log: a redelivered dispatch is not re-run.
+        self._ended: OrderedDict[str, None] = OrderedDict()
+
+    async def run(self) -> None:
+        consumer = self.bus.consumer([topics.TASKS], group=GROUP, start="earliest")
+        try:
+            async with consumer:
+                while True:
+                    records = await consumer.fetch(500, timeout_s=0.5)
+                    for record in records:
+                        await self._take(record)
+                    with contextlib.suppress(BusError):
+                        await consumer.commit(self.tracker.committable())
+        finally:
+            for call in list(self._calls):
+                call.cancel()
+            await asyncio.gather(*self._calls, return_exceptions=True)
+            await self.client.aclose()
+
+    async def _take(self, record: Record) -> None:
+        self.tracker.started(record.topic, record.partition, record.offset)
+        try:
+            event = decode_record(record).event
+        except EventDecodeError:
+            log.warning("skipping undecodable record %s@%d", record.topic, record.offset)
+            event = None
+        if is_terminal(event) if event is not None else False:
+            self._remember_end(event.task_id)  # type: ignore[union-attr]
+        if not isinstance(event, TaskDispatched) or event.task_id in self._ended:
+            self.tracker.finished(record.topic, record.partition, record.offset)
+            return
+        await self._slots.acquire()
+        call = asyncio.create_task(self._dispatch(event, record))
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+
+    async def _dispatch(self, dispatch: TaskDispatched, record: Record) -> None:
+        try:
+            outcome = await call_node(self.client, dispatch, self.policy)
+            while True:
+                try:
+                    await publish_events(self.bus, [outcome])
+                    break
+                except BusError as exc:  # keep the outcome until the bus takes it
+                    log.warning("publishing %s failed, retrying: %s", dispatch.task_id, exc)
+                    await asyncio.sleep(1.0)
+            self.tracker.finished(record.topic, record.partition, record.offset)
+        finally:
+            self._slots.release()
+
+    def _remember_end(self, task_id: str) -> None:
+        self._ended[task_id] = None
+        if len(self._ended) > _ENDED_MEMORY:
+            self._ended.popitem(last=False)

@@ -1,0 +1,35 @@
+"""The NGPU API's result codes: `result_code` equals the HTTP status of its class, except
+100 (accepted or in progress), which travels as HTTP 202."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import status
+
+IN_PROGRESS = 100
+DONE = 200
+
+RESULT_CODES: dict[int, str] = {
+    200: "done: `data` holds the container's response",
+    100: "accepted, queued or running (HTTP 202)",
+    400: "bad request: malformed JSON, a bad paramUrl, an undeclared paramPort, an invalid "
+    "BTC address, a field of the wrong type",
+    401: "unauthorized: missing or unknown `Authorization: Bearer <Workspace ID>`",
+    403: "the BTC address does not hold the required BRC-20 balance",
+    404: "unknown task (or a task of another workspace)",
+    410: "the task was cancelled (its workspace was deleted)",
+    413: "body too large",
+    429: "rate limited",
+    502: "node error: the node failed, or the container answered an HTTP error",
+    503: "no capacity (the task waited past its TTL), or a dependency is unavailable",
+    504: "timeout: the node did not answer in time, or a sync call waited too long",
+}
+
+
+def http_status(result_code: int) -> int:
+    return status.HTTP_202_ACCEPTED if result_code == IN_PROGRESS else result_code
+
+
+def contract_body(result_code: int, msg: str, **fields: Any) -> dict[str, Any]:
+    return {"result_code": result_code, "msg": msg, **fields}

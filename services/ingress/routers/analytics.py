@@ -1,0 +1,37 @@
+"""`/v1/analytics`: GPU-time rollups for billing (admin token)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+
+from services.ingress.auth import AdminAuth, Context
+from services.ingress.errors import ServiceUnavailable
+from services.ingress.routers.ngpu import parse_bound
+
+router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+
+
+@router.get("/usage")
+async def usage(
+    context: Context,
+    _: AdminAuth,
+    group_by: Literal["workspace", "node", "gpu_type", "day"] = Query("workspace"),
+    from_: str | None = Query(None, alias="from", description="Date or date-time (inclusive)."),
+    to: str | None = Query(None, description="Date (inclusive) or date-time (exclusive)."),
+    workspace_id: str | None = Query(None, max_length=32),
+) -> dict[str, Any]:
+    """Completed tasks and GPU seconds per key, for responses in [from, to)."""
+    if context.store is None:
+        raise ServiceUnavailable("analytics are not served by this process")
+    start = parse_bound(from_, datetime(1970, 1, 1, tzinfo=UTC), end=False, field="from")
+    end = parse_bound(to, datetime(2099, 1, 2, tzinfo=UTC), end=True, field="to")
+    rows = await context.store.usage(group_by, start, end, workspace_id)
+    return {
+        "group_by": group_by,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "rows": [{"key": r.key, "tasks": r.tasks, "gpu_seconds": r.gpu_seconds} for r in rows],
+    }

@@ -1,0 +1,243 @@
+"""The customer's NGPU API (`reference/ngpu-api-integration.md`), served exactly: sync and
+async pass-through, task queries, the BRC-20 check. Every route takes
+`Authorization: Bearer <Workspace ID>`; a workspace sees only its own tasks. The
+contract's `&`-in-path forms are served beside the `?` forms."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from services.brc20 import Brc20Unavailable, InvalidBtcAddress
+from services.ingress.auth import Context, WorkspaceAuth
+from services.ingress.context import IngressContext
+from services.ingress.errors import (
+    BadRequest,
+    GatewayTimeout,
+    NotFound,
+    ServiceUnavailable,
+)
+from services.ingress.responses import JsonResponse
+from services.ingress.results import DONE, IN_PROGRESS, contract_body, http_status
+from services.ingress.submission import check_caller, parse_body, submission, target_port
+from services.ingress.taskview import TaskStatus
+
+router = APIRouter(tags=["NGPU API"])
+RESERVED = frozenset({"schedulingTask", "queryTask", "queryTaskList", "getDetailed"})
+_DETAIL_WAIT_S = 2.0
+
+
+def _answer(result_code: int, msg: str, **fields: Any) -> JsonResponse:
+    return JsonResponse(
+        contract_body(result_code, msg, **fields), status_code=http_status(result_code)
+    )
+
+
+def outcome(status: TaskStatus) -> tuple[int, str, str]:
+    """(result_code, msg, data) of a task's status."""
+    body = status.body
+    if status.body_encoding == "base64":
+        body = base64.b64decode(body).decode("utf-8", errors="replace") if body else ""
+    match status.phase:
+        case "queued" | "running":
+            return IN_PROGRESS, f"the task is {status.phase}", ""
+        case "completed" if status.status_code < 400:
+            return DONE, "success", body
+        case "completed":
+            return 502, f"the container answered HTTP {status.status_code}", body
+        case "failed":
+            return (504 if status.code == "timeout" else 502), status.reason, body
+        case "expired":
+            return 503, status.reason or "no capacity before the task's TTL", ""
+        case _:
+            return 410, f"the task was cancelled: {status.reason}", ""
+
+
+def _tasks(context: IngressContext) -> Any:
+    if context.tasks is None or context.store is None:
+        raise ServiceUnavailable("the NGPU API is not served by this process")
+    return context.tasks
+
+
+@router.post("/user/schedulingTask")
+async def scheduling_task(
+    request: Request,
+    workspace: WorkspaceAuth,
+    context: Context,
+    paramUrl: str = Query(..., description="Path on the container, e.g. sdapi/v1/img2img."),
+    paramPort: str | None = Query(None, description="A declared container port."),
+) -> JsonResponse:
+    """Async mode: answers the taskID once `TaskSubmitted` is durable."""
+    tasks = _tasks(context)
+    body = parse_body(await request.body())
+    port = target_port(workspace, paramPort)
+    await check_caller(context, workspace, body.btc_address)
+    event = submission(context, request, workspace, body, mode="async", method="schedulingTask",
+                       param_url=paramUrl, param_port=port)  # fmt: skip
+    await context.publish([event], visible=False)
+    tasks.submitted(event)
+    return _answer(IN_PROGRESS, "SUCCESS! The task is queued", taskID=event.task_id)
+
+
+async def _query_task(
+    task_id: str, workspace: WorkspaceAuth, context: IngressContext
+) -> JsonResponse:
+    tasks = _tasks(context)
+    status = tasks.status(task_id) or await context.store.status(task_id)  # type: ignore[union-attr]
+    if status is None or status.workspace_id != workspace.registered.workspace_id:
+        raise NotFound(f"unknown task {task_id!r}", field="taskID")
+    code, msg, data = outcome(status)
+    return _answer(code, msg, taskID=task_id, data=data)
+
+
+@router.get("/user/queryTask")
+async def query_task(
+    workspace: WorkspaceAuth,
+    context: Context,
+    taskID: str = Query(..., max_length=64),
+) -> JsonResponse:
+    """100 while queued or running, 200 with `data` when done, or the failure."""
+    return await _query_task(taskID, workspace, context)
+
+
+@router.get("/user/queryTask&taskID={task_id}", include_in_schema=False)
+async def query_task_amp(task_id: str, workspace: WorkspaceAuth, context: Context) -> JsonResponse:
+    return await _query_task(task_id, workspace, context)
+
+
+def parse_bound(raw: str | None, default: datetime, *, end: bool, field: str) -> datetime:
+    """A date (`2024-04-11`) or date-time (`2024-04-11T10:00:00`, `2024-04-11 10:00:00`,
+    with or without an offset; UTC when none). A date as the end bound means the end of
+    that day (the end day is inclusive)."""
+    if not raw:
+        return default
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(raw.replace(" ", "T", 1))
+        except ValueError as exc:
+            raise BadRequest("must be YYYY-MM-DD or an ISO 8601 date-time", field=field) from exc
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return start + timedelta(days=1) if end else start
+
+
+@router.get("/user/queryTaskList")
+async def query_task_list(
+    workspace: WorkspaceAuth,
+    context: Context,
+    startTime: str | None = Query(None, description="Default 1970-01-01."),
+    endTime: str | None = Query(None, description="Default 2099-01-01; a date is inclusive."),
+    limit: int | None = Query(None, ge=1, le=100_000, description="Page size."),
+    cursor: str | None = Query(None, max_length=64, description="`cursor` of the last page."),
+) -> JsonResponse:
+    """The workspace's task ids in submission order. With `limit`, a full page also
+    carries `cursor` (pass it back to continue)."""
+    _tasks(context)
+    start = parse_bound(startTime, datetime(1970, 1, 1, tzinfo=UTC), end=False, field="startTime")
+    end = parse_bound(endTime, datetime(2099, 1, 2, tzinfo=UTC), end=True, field="endTime")
+    ids = await context.store.task_ids(  # type: ignore[union-attr]
+        workspace.registered.workspace_id, start, end, limit, cursor
+    )
+    extra = {"cursor": ids[-1]} if limit is not None and len(ids) == limit else {}
+    return _answer(DONE, "success", result_size=len(ids), taskIds=ids, **extra)
+
+
+async def _detailed(
+    task_id: str, workspace: WorkspaceAuth, context: IngressContext
+) -> JsonResponse:
+    tasks = _tasks(context)
+    detail = await context.store.detail(task_id)  # type: ignore[union-attr]
+    known = tasks.status(task_id)
+    waited = 0.0
+    # A task this ingress just accepted may not be projected yet: give the projector a moment.
+    while detail is None and known is not None and waited < _DETAIL_WAIT_S:
+        await asyncio.sleep(0.05)
+        waited += 0.05
+        detail = await context.store.detail(task_id)  # type: ignore[union-attr]
+    if detail is None or detail.workspace_id != workspace.registered.workspace_id:
+        raise NotFound(f"unknown task {task_id!r}", field="taskID")
+    return _answer(DONE, "success", taskInfo=detail.task_info())
+
+
+@router.get("/user/getDetailed")
+async def get_detailed(
+    workspace: WorkspaceAuth,
+    context: Context,
+    taskID: str = Query(..., max_length=64),
+) -> JsonResponse:
+    """Every `taskInfo` field of one task of this workspace."""
+    return await _detailed(taskID, workspace, context)
+
+
+@router.get("/user/getDetailed&taskID={task_id}", include_in_schema=False)
+async def get_detailed_amp(
+    task_id: str, workspace: WorkspaceAuth, context: Context
+) -> JsonResponse:
+    return await _detailed(task_id, workspace, context)
+
+
+async def _check_address(address: str, context: IngressContext) -> JsonResponse:
+    try:
+        check = await context.gate.check(address)
+    except InvalidBtcAddress as exc:
+        raise BadRequest(str(exc), field="address") from exc
+    except Brc20Unavailable as exc:
+        raise ServiceUnavailable(f"BRC-20 check unavailable: {exc}") from exc
+    return JsonResponse(check.as_dict())
+
+
+@router.get("/brc20/checkAddress")
+async def check_address(
+    _: WorkspaceAuth, context: Context, address: str = Query(..., max_length=128)
+) -> JsonResponse:
+    """`{"exists", "names", "balances"}` for a BTC address."""
+    return await _check_address(address, context)
+
+
+@router.get("/brc20/checkAddress&address={address}", include_in_schema=False)
+async def check_address_amp(address: str, _: WorkspaceAuth, context: Context) -> JsonResponse:
+    return await _check_address(address, context)
+
+
+@router.post("/user/{path:path}")
+async def synchronous(
+    path: str,
+    request: Request,
+    workspace: WorkspaceAuth,
+    context: Context,
+    paramPort: str | None = Query(None, description="A declared container port."),
+) -> JsonResponse:
+    """Sync mode: forwards `data` to `path` on the container and answers its response."""
+    tasks = _tasks(context)
+    if path in RESERVED:
+        raise BadRequest(f"{path} is not called with POST", field="path")
+    body = parse_body(await request.body())
+    port = target_port(workspace, paramPort)
+    await check_caller(context, workspace, body.btc_address)
+    event = submission(context, request, workspace, body, mode="sync", method=path.strip("/"),
+                       param_url=path, param_port=port)  # fmt: skip
+    ended = tasks.expect(event.task_id)
+    try:
+        await context.publish([event], visible=False)
+        tasks.submitted(event)
+        settings = context.settings
+        wait_s = min(
+            settings.sync_wait_max_s,
+            settings.task_ttl_s + workspace.timeout_s * settings.task_max_attempts + 5,
+        )
+        try:
+            status = await asyncio.wait_for(asyncio.shield(ended), wait_s)
+        except TimeoutError as exc:
+            raise GatewayTimeout(
+                f"no answer within {wait_s:.0f}s; poll /user/queryTask?taskID={event.task_id}"
+            ) from exc
+    finally:
+        tasks.forget(event.task_id, ended)
+    code, msg, data = outcome(status)
+    return _answer(code, msg, data=data)

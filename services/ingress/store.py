@@ -1,0 +1,78 @@
+"""The ingress's async view of the ClickHouse projections (queries run in worker threads:
+chdb has no async client)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from projections import (
+    GroupBy,
+    ProjectionError,
+    TaskDetail,
+    TaskState,
+    UnknownCursor,
+    UsageRow,
+    task_detail,
+    task_list,
+    task_status,
+    usage,
+)
+from services.ingress.errors import BadRequest, ServiceUnavailable
+from services.ingress.taskview import TaskPhase, TaskStatus
+
+_PHASES: dict[TaskState, TaskPhase] = {
+    TaskState.QUEUED: "queued",
+    TaskState.RUNNING: "running",
+    TaskState.COMPLETED: "completed",
+    TaskState.FAILED: "failed",
+    TaskState.CANCELLED: "cancelled",
+    TaskState.EXPIRED: "expired",
+}
+
+
+class TaskStore:
+    def __init__(self, client: Any, database: str) -> None:
+        self.client = client
+        self.database = database
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, self.client, self.database, *args, **kwargs)
+        except UnknownCursor as exc:
+            raise BadRequest(str(exc), field="cursor") from exc
+        except ProjectionError as exc:
+            raise ServiceUnavailable(f"the task store is unavailable: {exc}") from exc
+
+    async def status(self, task_id: str) -> TaskStatus | None:
+        found = await self._run(task_status, task_id)
+        if found is None:
+            return None
+        return TaskStatus(
+            found.task_id, found.workspace_id, _PHASES[found.state], found.status_code,
+            found.response, found.response_encoding, "", found.code, found.reason,
+        )  # fmt: skip
+
+    async def detail(self, task_id: str) -> TaskDetail | None:
+        result: TaskDetail | None = await self._run(task_detail, task_id)
+        return result
+
+    async def task_ids(
+        self,
+        workspace_id: str,
+        start: datetime,
+        end: datetime,
+        limit: int | None,
+        after: str | None,
+    ) -> list[str]:
+        result: list[str] = await self._run(
+            task_list, workspace_id, start, end, limit=limit, after=after
+        )
+        return result
+
+    async def usage(
+        self, group_by: GroupBy, start: datetime, end: datetime, workspace_id: str | None
+    ) -> list[UsageRow]:
+        result: list[UsageRow] = await self._run(usage, group_by, start, end, workspace_id)
+        return result

@@ -1,0 +1,29 @@
+"""Task identifiers: the contract's time-shaped taskID and the numeric `taskInfo.id`."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from datetime import datetime
+
+_WORKER = secrets.randbelow(1 << 10)
+_SEQUENCE = itertools.count()
+_LOCK = threading.Lock()
+_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+
+
+def new_task_id(now: datetime) -> str:
+    """`YYYYMMDD_HH_MM_SS_<microseconds><4 random digits>` in UTC, shaped like the
+    contract's `20240411_13_36_11_922124`; the random digits keep ids from several
+    ingress processes in the same microsecond apart."""
+    return f"{now:%Y%m%d_%H_%M_%S}_{now.microsecond:06d}{secrets.randbelow(10_000):04d}"
+
+
+def new_task_seq() -> int:
+    """A positive 63-bit number, increasing in time: milliseconds since 2024 (41 bits), a
+    random worker id per process (10 bits), a per-process counter (12 bits)."""
+    with _LOCK:
+        millis = int(time.time() * 1000) - _EPOCH_MS
+        return (millis << 22) | (_WORKER << 12) | (next(_SEQUENCE) & 0xFFF)

@@ -1,0 +1,259 @@
+"""The customer's NGPU API against `ngpu up --demo` in a child process: the contract's
+examples sent verbatim, the task details, and the adversarial inputs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.cluster import ADMIN_TOKEN, Cluster, cluster_env, wait_for
+
+BTC = "bc1pp8vyhh2ma0ntzjwr26xxrn5r0w296yu68wdwle5rrhgtv3a2lgkqtyayus"
+# A valid mainnet address that holds nothing in the demo holdings (BIP-173 vector).
+POOR_BTC = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+CONTRACT_BODY = {"btc_address": BTC, "data": ""}
+TASK_INFO_TYPES: dict[str, type] = {
+    "id": int, "userkey": str, "btcaddress": str, "workspaceid": str, "taskid": str,
+    "requrl": str, "method": str, "userip": str, "nodeip": str, "nodeaddr": str,
+    "requesttime": str, "responsetime": str, "request": str, "state": int, "response": str,
+    "recordDursion": int, "videodursion": int, "gpudursion": int, "watermarktime": str,
+    "watermarkres": str,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
+    env = cluster_env(NGPU_TRUSTED_PROXIES='["127.0.0.1"]', NGPU_TASK_TTL_S="20")
+    cluster = Cluster(tmp_path_factory.mktemp("demo"), env)
+    try:
+        workspace_id = cluster.start_demo()
+        yield cluster, workspace_id
+    finally:
+        cluster.stop()
+
+
+def _client(demo: tuple[Cluster, str], token: str | None = None) -> httpx.Client:
+    cluster, workspace_id = demo
+    headers = {"Authorization": f"Bearer {token or workspace_id}"}
+    return httpx.Client(base_url=cluster.url, headers=headers, timeout=60)
+
+
+def _assert_shape(body: dict[str, Any], types: dict[str, type]) -> None:
+    assert set(body) == set(types), f"fields {sorted(body)} != {sorted(types)}"
+    for name, kind in types.items():
+        assert type(body[name]) is kind, f"{name} is {type(body[name]).__name__}, not {kind}"
+
+
+def _wait_done(http: httpx.Client, task_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body = http.get(f"/user/queryTask&taskID={task_id}").json()
+        return body if body["result_code"] != 100 else None
+
+    return wait_for(done, 60, f"task {task_id} to end")
+
+
+def test_contract_examples_verbatim(demo: tuple[Cluster, str]) -> None:
+    with _client(demo) as http:
+        sync = http.post("/user/img2img", json=CONTRACT_BODY)
+        assert sync.status_code == 200, sync.text
+        _assert_shape(sync.json(), {"result_code": int, "msg": str, "data": str})
+        assert sync.json()["result_code"] == 200
+        assert '"image_url": "https://ngpu.ai/image/' in sync.json()["data"]
+
+        accepted = http.post(
+            "/user/schedulingTask?paramUrl=sdapi/v1/img2img&paramPort=8080", json=CONTRACT_BODY
+        )
+        assert accepted.status_code == 202, accepted.text
+        _assert_shape(accepted.json(), {"result_code": int, "msg": str, "taskID": str})
+        assert accepted.json()["result_code"] == 100
+        task_id = accepted.json()["taskID"]
+
+        queried = http.get(f"/user/queryTask&taskID={task_id}")
+        _assert_shape(queried.json(), {"result_code": int, "msg": str, "taskID": str, "data": str})
+        assert queried.json()["result_code"] in (100, 200)
+        done = _wait_done(http, task_id)
+        assert done["result_code"] == 200 and done["taskID"] == task_id
+        assert http.get("/user/queryTask", params={"taskID": task_id}).json() == done
+
+        listing = http.get("/user/queryTaskList?startTime=2024-04-11&endTime=2024-04-20")
+        _assert_shape(
+            listing.json(), {"result_code": int, "msg": str, "result_size": int, "taskIds": list}
+        )
+        assert listing.json()["result_size"] == 0  # the contract's dates hold none of ours
+        everything = wait_for(
+            lambda: (b := http.get("/user/queryTaskList").json())["result_size"] >= 2 and b,
+            30, "the list to hold both tasks",
+        )  # fmt: skip
+        assert task_id in everything["taskIds"]
+        assert everything["result_size"] == len(everything["taskIds"])
+
+        detailed = http.get(f"/user/getDetailed?taskID={task_id}")
+        assert detailed.status_code == 200, detailed.text
+        _assert_shape(detailed.json(), {"result_code": int, "msg": str, "taskInfo": dict})
+        _assert_shape(detailed.json()["taskInfo"], TASK_INFO_TYPES)
+        assert detailed.json()["taskInfo"]["state"] == 3
+
+        check = http.get(f"/brc20/checkAddress&address={BTC}")
+        assert check.json() == {"exists": True, "names": ["AINN"], "balances": [100]}
+        assert http.get("/brc20/checkAddress", params={"address": BTC}).json() == check.json()
+
+
+def test_task_details_are_filled(demo: tuple[Cluster, str]) -> None:
+    cluster, workspace_id = demo
+    with _client(demo) as http:
+        accepted = http.post(
+            "/user/schedulingTask?paramUrl=sleep?ms=1200",
+            json={"btc_address": BTC, "data": '{"prompt": "slow"}'},
+            headers={"X-Forwarded-For": "94.74.66.215"},
+        )
+        task_id = accepted.json()["taskID"]
+        assert _wait_done(http, task_id)["result_code"] == 200
+        info = wait_for(
+            lambda: (r := http.get(f"/user/getDetailed?taskID={task_id}")).is_success
+            and r.json()["taskInfo"]["state"] == 3 and r.json()["taskInfo"],
+            30, "the detail to be projected",
+        )  # fmt: skip
+    nodes = cluster.nodes()
+    assert info["taskid"] == task_id and info["workspaceid"] == workspace_id
+    assert info["userip"] == "94.74.66.215"  # from the trusted proxy's X-Forwarded-For
+    assert info["btcaddress"] == BTC and info["userkey"].startswith("ts-")
+    assert info["requrl"] == "/user/schedulingTask?paramUrl=sleep?ms=1200"
+    assert info["method"] == "schedulingTask"
+    assert info["request"] == '{"prompt": "slow"}'
+    assert info["nodeip"] == "127.0.0.1"
+    assert info["nodeaddr"] == nodes[0]["address"]
+    assert info["recordDursion"] >= 1 and info["gpudursion"] >= 1
+    assert info["videodursion"] == 0 and info["watermarktime"] == info["watermarkres"] == ""
+    assert time.strptime(info["requesttime"], "%Y-%m-%d %H:%M:%S")
+    assert info["responsetime"] >= info["requesttime"]
+    assert info["id"] > 0
+
+
+def _submissions(cluster: Cluster) -> int:
+    return sum(1 for e in cluster.events() if e["type"] == "TaskSubmitted")
+
+
+def _other_workspace_task(cluster: Cluster) -> str:
+    body = {"name": "other-team", "image": "x", "command": "true",
+            "gpu": {"type": "A100", "count": 1}, "ports": [9000]}  # fmt: skip
+    created = httpx.post(f"{cluster.url}/v1/workspaces", json=body, headers=cluster.admin())
+    other = created.json()["workspace_id"]
+    accepted = httpx.post(
+        f"{cluster.url}/user/schedulingTask?paramUrl=run",
+        json={"data": ""},
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    return str(accepted.json()["taskID"])
+
+
+PROBE = "/user/schedulingTask?paramUrl="
+ADVERSARIAL = [
+    ("traversal", "post", PROBE + "../admin", CONTRACT_BODY, 400),
+    ("encoded-traversal", "post", PROBE + "a/%252e%252e/b", CONTRACT_BODY, 400),
+    ("absolute-url", "post", PROBE + "http://169.254.169.254/x", CONTRACT_BODY, 400),
+    ("scheme-relative", "post", PROBE + "//evil.example/x", CONTRACT_BODY, 400),
+    ("crlf", "post", PROBE + "a%0d%0aHost:%20evil", CONTRACT_BODY, 400),
+    ("undeclared-port", "post", PROBE + "img2img&paramPort=9999", CONTRACT_BODY, 400),
+    ("sync-undeclared-port", "post", "/user/img2img?paramPort=22", CONTRACT_BODY, 400),
+    ("invalid-btc", "post", "/user/img2img", {"btc_address": "bc1qnotanaddress", "data": ""}, 400),
+    ("asset-missing", "post", "/user/img2img", {"btc_address": POOR_BTC, "data": ""}, 403),
+    ("malformed-json", "post", "/user/img2img", b'{"data": ', 400),
+    ("data-not-a-string", "post", "/user/img2img", {"data": 42}, 400),
+    ("body-over-limit", "post", "/user/img2img", {"data": "x" * (2 << 20)}, 413),
+    ("unknown-task", "get", "/user/queryTask?taskID=20240411_13_36_11_922124", None, 404),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "method", "path", "body", "status"), ADVERSARIAL,
+                         ids=[a[0] for a in ADVERSARIAL])  # fmt: skip
+def test_adversarial_inputs_answer_4xx_and_publish_nothing(
+    demo: tuple[Cluster, str], name: str, method: str, path: str, body: Any, status: int
+) -> None:
+    cluster, _ = demo
+    before = _submissions(cluster)
+    with _client(demo) as http:
+        kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+        response = http.request(method.upper(), path, **(kwargs if body is not None else {}))
+    assert response.status_code == status, response.text
+    answer = response.json()
+    assert answer["result_code"] == status and isinstance(answer["msg"], str) and answer["msg"]
+    assert _submissions(cluster) == before
+
+
+def test_bad_bearers_are_401_and_publish_nothing(demo: tuple[Cluster, str]) -> None:
+    cluster, workspace_id = demo
+    before = _submissions(cluster)
+    for token in ("nope", ADMIN_TOKEN, workspace_id[:-1], workspace_id + "0"):
+        with _client(demo, token) as http:
+            response = http.post("/user/img2img", json=CONTRACT_BODY)
+            assert response.status_code == 401 and response.json()["result_code"] == 401
+    no_header = httpx.post(f"{cluster.url}/user/img2img", json=CONTRACT_BODY)
+    assert no_header.status_code == 401
+    assert _submissions(cluster) == before
+
+
+def test_another_workspaces_task_is_unknown(demo: tuple[Cluster, str]) -> None:
+    cluster, _ = demo
+    foreign = _other_workspace_task(cluster)
+    with _client(demo) as http:
+        for path in (f"/user/queryTask?taskID={foreign}", f"/user/getDetailed?taskID={foreign}",
+                     f"/user/queryTask&taskID={foreign}"):  # fmt: skip
+            response = http.get(path)
+            assert response.status_code == 404 and response.json()["result_code"] == 404
+        assert foreign not in http.get("/user/queryTaskList").json()["taskIds"]
+
+
+def test_usage_rolls_up_gpu_seconds(demo: tuple[Cluster, str]) -> None:
+    cluster, workspace_id = demo
+    with _client(demo) as http:
+        http.post("/user/img2img", json=CONTRACT_BODY)
+
+    def rows(group_by: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{cluster.url}/v1/analytics/usage",
+                             params={"group_by": group_by}, headers=cluster.admin())  # fmt: skip
+        assert response.status_code == 200, response.text
+        return list(response.json()["rows"])
+
+    def settled() -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+        # Tasks may still be landing in the projections: read until two reads agree.
+        first, days, again = rows("workspace"), rows("day"), rows("workspace")
+        return (first, days) if first and first == again else None
+
+    by_workspace, by_day = wait_for(settled, 30, "usage rows")
+    (mine,) = [r for r in by_workspace if r["key"] == workspace_id]
+    assert mine["tasks"] >= 1 and mine["gpu_seconds"] > 0
+    assert [r["key"] for r in rows("gpu_type")] == ["RTX4090"]
+    assert sum(r["tasks"] for r in by_day) == sum(r["tasks"] for r in by_workspace)
+    forbidden = httpx.get(
+        f"{cluster.url}/v1/analytics/usage", headers={"Authorization": "Bearer x"}
+    )
+    assert forbidden.status_code == 401
+
+
+def test_the_log_replays_into_identical_projections(
+    demo: tuple[Cluster, str], tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    cluster, workspace_id = demo
+    with _client(demo) as http:
+        live_ids = http.get("/user/queryTaskList").json()["taskIds"]
+        live = {t: http.get(f"/user/getDetailed?taskID={t}").json()["taskInfo"] for t in live_ids}
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("replay_child.py")),
+         str(cluster.data_dir / "bus.sqlite3"), str(tmp_path / "clickhouse"), workspace_id],
+        capture_output=True, check=True, env=cluster.env,
+    ).stdout  # fmt: skip
+    first, second = json.loads(out)
+    assert first == second
+    assert first["tasks"] == live_ids
+    for task_id in live_ids:
+        if live[task_id]["state"] == 3:
+            assert first["details"][task_id] == live[task_id]
