@@ -55,6 +55,10 @@ class WaitQueue:
     def get(self, task_id: str) -> QueuedTask | None:
         return self._tasks.get(task_id)
 
+    def waiting_workspaces(self) -> tuple[str, ...]:
+        """The workspaces with at least one waiting task."""
+        return tuple(self._per_workspace)
+
     def waiting_count(self, workspace_id: str) -> int:
         """How many tasks of `workspace_id` wait."""
         return self._per_workspace.get(workspace_id, 0)

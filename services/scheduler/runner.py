@@ -66,12 +66,13 @@ class SchedulerRunner:
                     continue  # catch up before deciding anything
                 now = utc_now()
                 events = self._retry(now)
-                if time.monotonic() - last_tick >= self.tick_s:
+                ticked = time.monotonic() - last_tick >= self.tick_s
+                if ticked:
                     last_tick = time.monotonic()
                     # After a restart, nodes get one window to heartbeat before being judged.
                     warmed_up = time.monotonic() - started >= self.settings.lost_after_s
                     events += self._plan(now, self.settings if warmed_up else self._warming)
-                if (records or events) and self.state.queue:
+                if self.state.queue and (ticked or self._may_place()):
                     events += dispatch_waiting(self.state, now, self.profile)
                 if events:
                     await publish_events(self.bus, events)
@@ -92,6 +93,20 @@ class SchedulerRunner:
                 failed = self._retries.get(event.task_id)
                 if failed is not None and event.attempt > failed.attempt:
                     del self._retries[event.task_id]
+
+    def _may_place(self) -> bool:
+        """Whether some waiting workspace has a ready replica slot that is not taken: a
+        round over the queue costs O(n log n), so it is skipped while nothing can move
+        (expiries and stragglers are handled on the tick)."""
+        in_flight = self.state.in_flight_by_workspace
+        for workspace_id in self.state.queue.waiting_workspaces():
+            spec = self.state.workspaces.get(workspace_id)
+            if spec is None:
+                return True  # deleted: the round cancels its tasks
+            slots = len(self.state.ready_deployment_ids(workspace_id)) * spec.concurrency
+            if slots > in_flight.get(workspace_id, 0):
+                return True
+        return False
 
     def _retry(self, now: datetime) -> list[Event]:
         """A `TaskRetried` for each retryable failure not yet retried (and not ended)."""
