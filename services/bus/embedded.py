@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 """
 _MAX_OPS_PER_TRANSACTION = 256
 _PAGE = 1000
+_TAIL_RECORDS = 10_000
 _CLOSE = object()
 
 
@@ -109,6 +110,8 @@ class EmbeddedBus:
         self._groups: dict[str, _Group] = {}
         self._closed = False
         self.stats = BusStats()
+        self._written: list[tuple[int, Record]] = []  # the writer thread's transaction
+        self._tail: list[tuple[int, Record]] = []  # contiguous by seq; the loop's copy
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -164,14 +167,16 @@ class EmbeddedBus:
         for item in items:
             partition = partition_for(item.key, self._partition_count(conn, item.topic))
             offset = self._next_offset(conn, item.topic, partition)
-            conn.execute(
+            cursor = conn.execute(
                 "INSERT INTO records (topic, partition, offset, key, value, ts_ms)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (item.topic, partition, offset, item.key, item.value, now_ms),
             )
             self._next_offsets[(item.topic, partition)] = offset + 1
             self.stats.records_written += 1
-            stored.append(Record(item.topic, partition, offset, item.key, item.value, now_ms))
+            record = Record(item.topic, partition, offset, item.key, item.value, now_ms)
+            self._written.append((int(cursor.lastrowid or 0), record))
+            stored.append(record)
         return stored
 
     def _partition_count(self, conn: sqlite3.Connection, topic: str) -> int:
@@ -239,6 +244,7 @@ class EmbeddedBus:
 
     def _run_transaction(self, conn: sqlite3.Connection, ops: list[_Op], data_version: int) -> int:
         results: list[tuple[_Op, Any, BaseException | None]] = []
+        self._written = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             current = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -247,6 +253,7 @@ class EmbeddedBus:
                 self._next_offsets.clear()
             for op in ops:
                 conn.execute("SAVEPOINT op")
+                kept = len(self._written)
                 try:
                     results.append((op, op.run(conn), None))
                     conn.execute("RELEASE op")
@@ -254,6 +261,7 @@ class EmbeddedBus:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     self._next_offsets.clear()
+                    del self._written[kept:]
                     results.append((op, None, exc))
             conn.execute("COMMIT")
             self.stats.transactions += 1
@@ -265,16 +273,24 @@ class EmbeddedBus:
             failure = BusError(f"embedded bus write failed: {exc}")
             failure.__cause__ = exc
             results = [(op, None, failure) for op in ops]
+            self._written = []
         topics: set[str] = set()
         for op, value, error in results:
             op.loop.call_soon_threadsafe(_settle, op.future, value, error)
             if error is None:
                 topics.update(op.topics)
         if topics and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake, topics)
+            self._loop.call_soon_threadsafe(self._wake, topics, self._written)
         return int(data_version)
 
-    def _wake(self, topics: set[str]) -> None:
+    def _wake(self, topics: set[str], written: list[tuple[int, Record]]) -> None:
+        """On the loop, after a commit: remember what was written, wake the consumers."""
+        if written:
+            if self._tail and written[0][0] != self._tail[-1][0] + 1:
+                self._tail.clear()  # another process wrote in between: start afresh
+            self._tail.extend(written)
+            if len(self._tail) > 2 * _TAIL_RECORDS:
+                del self._tail[:-_TAIL_RECORDS]
         for topic in topics:
             event = self._wakeups.pop(topic, None)
             if event is not None:
@@ -288,6 +304,23 @@ class EmbeddedBus:
         return event
 
     # reading -----------------------------------------------------------------------------
+
+    def recent(
+        self, after_seq: int, topics: tuple[str, ...], limit: int
+    ) -> list[tuple[int, Record]] | None:
+        """The records of `topics` after `after_seq`, from the memory of this process's
+        latest writes, when that memory covers `after_seq + 1` without a gap; else None
+        (read the file). It spares in-process consumers a round trip to SQLite."""
+        if not self._tail or not self._tail[0][0] <= after_seq + 1 <= self._tail[-1][0]:
+            return None
+        start = after_seq + 1 - self._tail[0][0]
+        out = []
+        for seq, record in self._tail[start:]:
+            if record.topic in topics:
+                out.append((seq, record))
+                if len(out) >= limit:
+                    break
+        return out
 
     async def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run a read-only query function on the reader thread."""
@@ -447,9 +480,11 @@ class EmbeddedConsumer:
         page = max(max_records, 100)
         while len(out) < max_records:
             after_seq = self._after_seq or 0
-            rows = await self.bus.read(
-                functools.partial(_page, topics=self.topics, after_seq=after_seq, limit=page)
-            )
+            rows = self.bus.recent(after_seq, self.topics, page) if self._after_seq else None
+            if not rows:
+                rows = await self.bus.read(
+                    functools.partial(_page, topics=self.topics, after_seq=after_seq, limit=page)
+                )
             for seq, record in rows:
                 self._after_seq = seq
                 where = (record.topic, record.partition)

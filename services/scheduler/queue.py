@@ -14,6 +14,7 @@ envelope's time) takes it out, as a `TaskExpired` event.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 
@@ -26,11 +27,17 @@ class WaitQueue:
     """Waiting tasks by id. Pure data structure: no clock, no I/O; `ordered` and
     `expired` do not mutate. Pushing a task id again replaces its entry."""
 
-    __slots__ = ("_per_workspace", "_tasks")
+    __slots__ = ("_deadlines", "_groups", "_per_workspace", "_tasks", "_unsorted")
 
     def __init__(self, tasks: Mapping[str, QueuedTask] | None = None) -> None:
         self._tasks: dict[str, QueuedTask] = {}
         self._per_workspace: dict[str, int] = {}
+        # Tasks per (priority, workspace) in arrival order (when not in `_unsorted`), so
+        # the scheduling order can be produced lazily by merging the groups.
+        self._groups: dict[tuple[int, str], dict[str, QueuedTask]] = {}
+        self._unsorted: set[tuple[int, str]] = set()
+        # (deadline, task id), stale entries dropped lazily: spares `expired` a full scan.
+        self._deadlines: list[tuple[float, str]] = []
         for task in (tasks or {}).values():
             self.push(task)
 
@@ -40,6 +47,12 @@ class WaitQueue:
         self._tasks[task.task_id] = task
         ws = task.workspace_id
         self._per_workspace[ws] = self._per_workspace.get(ws, 0) + 1
+        group_key = (task.priority, ws)
+        group = self._groups.setdefault(group_key, {})
+        if group and _arrival_key(next(reversed(group.values()))) > _arrival_key(task):
+            self._unsorted.add(group_key)
+        group[task.task_id] = task
+        heapq.heappush(self._deadlines, (task.deadline_s, task.task_id))
 
     def remove(self, task_id: str) -> QueuedTask | None:
         """Take `task_id` out; returns it, or None when it was not waiting."""
@@ -50,6 +63,12 @@ class WaitQueue:
                 self._per_workspace[task.workspace_id] = left
             else:
                 del self._per_workspace[task.workspace_id]
+            group_key = (task.priority, task.workspace_id)
+            group = self._groups[group_key]
+            del group[task_id]
+            if not group:
+                del self._groups[group_key]
+                self._unsorted.discard(group_key)
         return task
 
     def get(self, task_id: str) -> QueuedTask | None:
@@ -75,22 +94,35 @@ class WaitQueue:
 
     def ordered(self, in_flight: Mapping[str, int]) -> list[QueuedTask]:
         """Waiting tasks in the order to try them (module docstring), given the tasks
-        each workspace has in flight. O(n log n)."""
-        taken: dict[tuple[int, str], int] = {}
-        keyed: list[tuple[int, int, int, str, QueuedTask]] = []
-        for task in sorted(self._tasks.values(), key=_arrival_key):
-            group = (task.priority, task.workspace_id)
-            k = taken.get(group, 0)
-            taken[group] = k + 1
-            share = in_flight.get(task.workspace_id, 0) + k
-            keyed.append((-task.priority, share, task.arrival, task.task_id, task))
-        keyed.sort(key=lambda entry: entry[:4])
-        return [entry[4] for entry in keyed]
+        each workspace has in flight. O(n log g) for g (priority, workspace) groups."""
+        return list(self.iter_ordered(in_flight))
+
+    def iter_ordered(self, in_flight: Mapping[str, int]) -> Iterator[QueuedTask]:
+        """`ordered`, lazily: taking the first k tasks costs O(g + k log g), so a round
+        that can place only a few tasks does not pay for a long queue. The queue may be
+        changed while iterating (each group is read from a snapshot)."""
+        for group_key in self._unsorted:
+            group = self._groups[group_key]
+            ordered_group = sorted(group.values(), key=_arrival_key)
+            group.clear()
+            group.update((t.task_id, t) for t in ordered_group)
+        self._unsorted.clear()
+        streams = [
+            _group_stream(priority, in_flight.get(ws, 0), list(group.values()))
+            for (priority, ws), group in self._groups.items()
+        ]
+        for _, task in heapq.merge(*streams, key=lambda entry: entry[0]):
+            yield task
 
     def expired(self, now: datetime) -> list[TaskExpired]:
         """A `TaskExpired` for every task whose deadline has passed at `now`, earliest
         deadline first. Does not mutate: fold the events (or `pop_expired`) to remove them."""
         now_s = epoch_s(now)
+        deadlines = self._deadlines
+        while deadlines and self._deadline_is_stale(*deadlines[0]):
+            heapq.heappop(deadlines)
+        if not deadlines or now_s <= deadlines[0][0]:
+            return []
         late = [t for t in self._tasks.values() if now_s > t.deadline_s]
         late.sort(key=lambda t: (t.deadline_s, t.arrival, t.task_id))
         return [
@@ -107,9 +139,21 @@ class WaitQueue:
             self.remove(event.task_id)
         return events
 
+    def _deadline_is_stale(self, deadline_s: float, task_id: str) -> bool:
+        task = self._tasks.get(task_id)
+        return task is None or task.deadline_s != deadline_s
+
     def copy(self) -> WaitQueue:
         return WaitQueue(self._tasks)
 
 
 def _arrival_key(task: QueuedTask) -> tuple[int, str]:
     return (task.arrival, task.task_id)
+
+
+def _group_stream(
+    priority: int, in_flight: int, tasks: list[QueuedTask]
+) -> Iterator[tuple[tuple[int, int, int, str], QueuedTask]]:
+    """One group's tasks with their sort keys, increasing (the k-th waits behind k)."""
+    for k, task in enumerate(tasks):
+        yield (-priority, in_flight + k, task.arrival, task.task_id), task

@@ -41,7 +41,7 @@ def dispatch_waiting(
     dispatched = 0
     # A task with no exclusions that fits nowhere means its twins cannot fit either.
     blocked: set[tuple[str, str, int, int]] = set()
-    for task in state.queue.ordered(state.in_flight_by_workspace):
+    for task in state.queue.iter_ordered(state.in_flight_by_workspace):
         if limit is not None and dispatched >= limit:
             break
         shape = (task.workspace_id, task.gpu_type, task.gpu_count, task.port)

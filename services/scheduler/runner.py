@@ -72,8 +72,11 @@ class SchedulerRunner:
                     # After a restart, nodes get one window to heartbeat before being judged.
                     warmed_up = time.monotonic() - started >= self.settings.lost_after_s
                     events += self._plan(now, self.settings if warmed_up else self._warming)
-                if self.state.queue and (ticked or self._may_place()):
-                    events += dispatch_waiting(self.state, now, self.profile)
+                free = self._free_slots() if self.state.queue else 0
+                if self.state.queue and (ticked or free):
+                    # A tick tries every waiting task; otherwise only as many as can fit.
+                    limit = None if ticked else free
+                    events += dispatch_waiting(self.state, now, self.profile, limit=limit)
                 if events:
                     await publish_events(self.bus, events)
                     self.decisions += len(events)
@@ -94,19 +97,20 @@ class SchedulerRunner:
                 if failed is not None and event.attempt > failed.attempt:
                     del self._retries[event.task_id]
 
-    def _may_place(self) -> bool:
-        """Whether some waiting workspace has a ready replica slot that is not taken: a
-        round over the queue costs O(n log n), so it is skipped while nothing can move
-        (expiries and stragglers are handled on the tick)."""
+    def _free_slots(self) -> int:
+        """Ready replica slots not taken, summed over the workspaces with waiting tasks
+        (an upper bound of what a round can place): rounds are skipped while nothing can
+        move, and stop once that many tasks are placed (expiries and tasks that only fit
+        after a heartbeat are handled on the tick)."""
         in_flight = self.state.in_flight_by_workspace
+        free = 0
         for workspace_id in self.state.queue.waiting_workspaces():
             spec = self.state.workspaces.get(workspace_id)
             if spec is None:
-                return True  # deleted: the round cancels its tasks
+                return len(self.state.queue)  # deleted: the round cancels its tasks
             slots = len(self.state.ready_deployment_ids(workspace_id)) * spec.concurrency
-            if slots > in_flight.get(workspace_id, 0):
-                return True
-        return False
+            free += max(0, slots - in_flight.get(workspace_id, 0))
+        return free
 
     def _retry(self, now: datetime) -> list[Event]:
         """A `TaskRetried` for each retryable failure not yet retried (and not ended)."""

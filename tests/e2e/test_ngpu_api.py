@@ -243,8 +243,18 @@ def test_the_log_replays_into_identical_projections(
     import sys
 
     cluster, workspace_id = demo
+    submitted = {
+        e["key"]
+        for e in cluster.events()
+        if e["type"] == "TaskSubmitted" and e["data"]["workspace_id"] == workspace_id
+    }
     with _client(demo) as http:
-        live_ids = http.get("/user/queryTaskList").json()["taskIds"]
+        # The projector writes in batches: wait until it holds every submission.
+        live_ids = wait_for(
+            lambda: set(ids := http.get("/user/queryTaskList").json()["taskIds"]) == submitted
+            and ids,
+            30, "the projections to catch up",
+        )  # fmt: skip
         live = {t: http.get(f"/user/getDetailed?taskID={t}").json()["taskInfo"] for t in live_ids}
     out = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("replay_child.py")),
