@@ -6,7 +6,11 @@ in one process, one local node agent running the sample app).
 - async submissions/s: `/user/schedulingTask` from concurrent clients (taskID returned,
   i.e. `TaskSubmitted` durable), and how long until every one of them completed.
 
-Run: .venv/bin/python bench/bench_gateway.py [--sync 1000] [--async-tasks 5000] [--clients 32]
+The async load comes from `wrk` when it is installed (`apt-get install wrk`; a C client
+leaves the 2 cores to the system under test), else from httpx in this process.
+
+Run: .venv/bin/python bench/bench_gateway.py [--sync 1000] [--clients 32] [--wrk-seconds 10]
+     [--async-tasks 5000 (httpx only)]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import asyncio
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -104,11 +109,48 @@ async def async_rate(base: str, workspace_id: str, total: int, clients: int) -> 
     return {"submitted": len(ids), "rate": len(ids) / submitted, "drain_s": drained}
 
 
+WRK_SCRIPT = r"""
+wrk.method = "POST"
+wrk.body = '{"data": "{\\"n\\": 1}"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+"""
+
+
+def completed_tasks(base: str) -> int:
+    response = httpx.get(f"{base}/v1/analytics/usage", headers={"Authorization": "Bearer bench"})
+    return sum(row["tasks"] for row in response.json()["rows"])
+
+
+def wrk_rate(base: str, workspace_id: str, seconds: int, clients: int) -> dict[str, float]:
+    """Async submissions driven by wrk (a C load generator, so the client takes little of
+    the 2 cores); then the time until all of them completed."""
+    before = completed_tasks(base)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % workspace_id)
+    url = f"{base}/user/schedulingTask?paramUrl=echo"
+    started = time.perf_counter()
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", script.name, url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    os.unlink(script.name)
+    total = int(next(line for line in out.splitlines() if "requests in" in line).split()[0])
+    failed = [line for line in out.splitlines() if "Non-2xx" in line]
+    if failed:
+        raise SystemExit(f"wrk saw errors: {failed}")
+    rate = float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[1])
+    while completed_tasks(base) < before + total:
+        time.sleep(0.2)
+    return {"submitted": total, "rate": rate, "drain_s": time.perf_counter() - started}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sync", type=int, default=1000)
     parser.add_argument("--async-tasks", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--wrk-seconds", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -119,7 +161,12 @@ def main() -> None:
             nodes = httpx.get(f"{base}/v1/nodes", headers={"Authorization": "Bearer bench"}).json()
             host_port = nodes["nodes"][0]["deployments"][0]["ports"]["8080"]
             sync = sync_latency(base, workspace_id, f"http://127.0.0.1:{host_port}", args.sync)
-            rate = asyncio.run(async_rate(base, workspace_id, args.async_tasks, args.clients))
+            if shutil.which("wrk"):
+                client = "wrk"
+                rate = wrk_rate(base, workspace_id, args.wrk_seconds, args.clients)
+            else:
+                client = "httpx"
+                rate = asyncio.run(async_rate(base, workspace_id, args.async_tasks, args.clients))
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
@@ -131,7 +178,7 @@ def main() -> None:
         ("through the gateway (sync), 1 KB, p50 / p99",
          f"{sync['gateway_p50']:.2f} / {sync['gateway_p99']:.2f} ms"),
         ("added by the gateway, p50 / p99", f"{added_p50:.2f} / {added_p99:.2f} ms"),
-        (f"async submissions ({rate['submitted']:,.0f}, {args.clients} clients)",
+        (f"async submissions ({rate['submitted']:,.0f} from {args.clients} {client} clients)",
          f"{rate['rate']:,.0f} /s"),
         (f"until all {rate['submitted']:,.0f} completed", f"{rate['drain_s']:.1f} s"),
     ]  # fmt: skip

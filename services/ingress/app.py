@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from starlette.requests import ClientDisconnect
 
 from services.ingress.context import IngressContext
 from services.ingress.errors import ApiError
@@ -60,12 +61,19 @@ async def _validation_error(request: Request, exc: Exception) -> JsonResponse:
     return _error(request, status, "invalid", message, field or None)
 
 
+async def _client_left(_: Request, exc: Exception) -> Response:
+    # The caller hung up before its body arrived: nobody is left to answer, and nothing
+    # was published. (499 is the customary log code for it.)
+    return Response(status_code=499)
+
+
 def create_app(context: IngressContext) -> FastAPI:
     """The HTTP API over a started `IngressContext` (the caller owns its lifecycle)."""
     app = FastAPI(title="NGPU gateway", version="0.1.0", default_response_class=JsonResponse)
     app.state.context = context
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_left)
 
     task_limit = context.settings.max_body_bytes
     app.add_middleware(
