@@ -308,10 +308,11 @@ class EmbeddedBus:
     def recent(
         self, after_seq: int, topics: tuple[str, ...], limit: int
     ) -> list[tuple[int, Record]] | None:
-        """The records of `topics` after `after_seq`, from the memory of this process's
-        latest writes, when that memory covers `after_seq + 1` without a gap; else None
-        (read the file). It spares in-process consumers a round trip to SQLite."""
-        if not self._tail or not self._tail[0][0] <= after_seq + 1 <= self._tail[-1][0]:
+        """The records of `topics` after `after_seq` from the memory of this process's
+        latest writes (contiguous by seq), or None when that memory does not reach back
+        to `after_seq + 1` (read the file). An empty list means caught up with them. It
+        spares in-process consumers a round trip to SQLite."""
+        if not self._tail or after_seq + 1 < self._tail[0][0]:
             return None
         start = after_seq + 1 - self._tail[0][0]
         out = []
@@ -466,22 +467,28 @@ class EmbeddedConsumer:
         if self.group is not None and not self._joined:
             await self.start()
         deadline = time.monotonic() + timeout_s
+        from_file = False
         while True:
             wakeups = [self.bus.wakeup_for(topic) for topic in self.topics]
             await self._refresh_assignment()
-            records = await self._read_available(max_records)
+            records = await self._read_available(max_records, from_file)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
-            await _wait_any(wakeups, min(remaining, self.bus.poll_interval_s))
+            woken = await _wait_any(wakeups, min(remaining, self.bus.poll_interval_s))
+            # Woken by a publish here: it is in memory. Else poll the file, where other
+            # processes' records appear.
+            from_file = not woken
 
-    async def _read_available(self, max_records: int) -> list[Record]:
+    async def _read_available(self, max_records: int, from_file: bool) -> list[Record]:
         out: list[Record] = []
         page = max(max_records, 100)
         while len(out) < max_records:
             after_seq = self._after_seq or 0
-            rows = self.bus.recent(after_seq, self.topics, page) if self._after_seq else None
-            if not rows:
+            rows = None
+            if not from_file and self._after_seq is not None:
+                rows = self.bus.recent(after_seq, self.topics, page)
+            if rows is None:
                 rows = await self.bus.read(
                     functools.partial(_page, topics=self.topics, after_seq=after_seq, limit=page)
                 )
@@ -599,10 +606,16 @@ def _seq_before(conn: sqlite3.Connection, positions: dict[tuple[str, int], int])
     return int(lowest) - 1
 
 
-async def _wait_any(events: list[asyncio.Event], timeout_s: float) -> None:
+async def _wait_any(events: list[asyncio.Event], timeout_s: float) -> bool:
+    """Wait until one of `events` is set or `timeout_s` passes; True if one was set."""
+    if any(event.is_set() for event in events):
+        return True
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         for waiter in waiters:
             waiter.cancel()
+    return bool(done)

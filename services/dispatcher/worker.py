@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 
 import httpx
@@ -20,6 +21,7 @@ from services.dispatcher.offsets import OffsetTracker
 log = logging.getLogger(__name__)
 GROUP = "dispatcher"
 _ENDED_MEMORY = 100_000
+_COMMIT_EVERY_S = 0.25
 
 
 class Dispatcher:
@@ -46,14 +48,20 @@ class Dispatcher:
 
     async def run(self) -> None:
         consumer = self.bus.consumer([topics.TASKS], group=GROUP, start="earliest")
+        last_commit = 0.0
         try:
             async with consumer:
                 while True:
-                    records = await consumer.fetch(500, timeout_s=0.5)
+                    records = await consumer.fetch(500, timeout_s=_COMMIT_EVERY_S)
                     for record in records:
                         await self._take(record)
-                    with contextlib.suppress(BusError):
-                        await consumer.commit(self.tracker.committable())
+                    # Offsets are a durable write that competes with the task events for
+                    # the log: commit a few times a second, not after every record (a
+                    # crash repeats at most that much, which at-least-once allows).
+                    if time.monotonic() - last_commit >= _COMMIT_EVERY_S:
+                        last_commit = time.monotonic()
+                        with contextlib.suppress(BusError):
+                            await consumer.commit(self.tracker.committable())
         finally:
             for call in list(self._calls):
                 call.cancel()

@@ -1,4 +1,6 @@
-"""Bearer-token checks as FastAPI dependencies (`Annotated` aliases); constant-time."""
+"""Bearer-token checks as FastAPI dependencies (`Annotated` aliases); constant-time.
+They are `async def` although they do not await: FastAPI runs plain `def` dependencies
+in a thread pool, a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from services.ingress.errors import Unauthorized
 from services.ingress.tokens import digest, same_secret
 
 
-def get_context(request: Request) -> IngressContext:
+async def get_context(request: Request) -> IngressContext:
     context: IngressContext = request.app.state.context
     return context
 
@@ -20,7 +22,7 @@ def get_context(request: Request) -> IngressContext:
 Context = Annotated[IngressContext, Depends(get_context)]
 
 
-def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+async def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
     """The token of an `Authorization: Bearer <token>` header; 401 when absent or malformed."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -31,7 +33,7 @@ def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
 Bearer = Annotated[str, Depends(bearer)]
 
 
-def require_admin(context: Context, token: Bearer) -> None:
+async def require_admin(context: Context, token: Bearer) -> None:
     if not same_secret(token, context.admin_token):
         raise Unauthorized("the admin token is not valid", field="Authorization")
 
@@ -39,7 +41,7 @@ def require_admin(context: Context, token: Bearer) -> None:
 AdminAuth = Annotated[None, Depends(require_admin)]
 
 
-def require_join_token(context: Context, token: Bearer) -> None:
+async def require_join_token(context: Context, token: Bearer) -> None:
     if not same_secret(token, context.join_token):
         raise Unauthorized("the node join token is not valid", field="Authorization")
 
@@ -47,7 +49,7 @@ def require_join_token(context: Context, token: Bearer) -> None:
 JoinAuth = Annotated[None, Depends(require_join_token)]
 
 
-def authenticated_node(node_id: str, context: Context, token: Bearer) -> NodeView:
+async def authenticated_node(node_id: str, context: Context, token: Bearer) -> NodeView:
     """The node addressed by the path, when the bearer is that node's own token. An unknown
     node and a wrong token answer alike (401) so ids cannot be probed."""
     node = context.follower.directory.nodes.get(node_id)
@@ -60,7 +62,7 @@ def authenticated_node(node_id: str, context: Context, token: Bearer) -> NodeVie
 NodeAuth = Annotated[NodeView, Depends(authenticated_node)]
 
 
-def authenticated_workspace(context: Context, token: Bearer) -> WorkspaceView:
+async def authenticated_workspace(context: Context, token: Bearer) -> WorkspaceView:
     """The workspace whose ID is the bearer token. Looked up by the token's digest, then
     compared in constant time, so response times say nothing about valid IDs."""
     directory = context.follower.directory
