@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
@@ -122,4 +121,4 @@ def curl_examples(url: str, workspace_id: str) -> str:
     ])  # fmt: skip
 
 
-__all__ = ["Demo", "Path", "curl_examples", "demo_settings", "start_demo"]
+__all__ = ["Demo", "curl_examples", "demo_settings", "start_demo"]

@@ -75,8 +75,8 @@ class Dispatcher:
         except EventDecodeError:
             log.warning("skipping undecodable record %s@%d", record.topic, record.offset)
             event = None
-        if is_terminal(event) if event is not None else False:
-            self._remember_end(event.task_id)  # type: ignore[union-attr]
+        if event is not None and is_terminal(event):
+            self._remember_end(getattr(event, "task_id", ""))
         if not isinstance(event, TaskDispatched) or event.task_id in self._ended:
             self.tracker.finished(record.topic, record.partition, record.offset)
             return

@@ -26,20 +26,12 @@ class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
 
-class Forbidden(ApiError):
-    status, code = 403, "forbidden"
-
-
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
 class Conflict(ApiError):
     status, code = 409, "conflict"
-
-
-class PayloadTooLarge(ApiError):
-    status, code = 413, "body_too_large"
 
 
 class ServiceUnavailable(ApiError):
@@ -56,21 +48,5 @@ class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 
 
-class NodeFailure(ApiError):
-    status, code = 502, "node_error"
-
-
-class NoCapacity(ApiError):
-    status, code = 503, "no_capacity"
-
-
 class GatewayTimeout(ApiError):
     status, code = 504, "timeout"
-
-
-class Unprocessable(ApiError):
-    status, code = 422, "invalid"
-
-
-class Gone(ApiError):
-    status, code = 410, "cancelled"

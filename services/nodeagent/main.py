@@ -7,7 +7,7 @@ import logging
 import signal
 from pathlib import Path
 
-from services.nodeagent.agent import AgentIdentity, NodeAgent
+from services.nodeagent.agent import AgentIdentity, NodeAgent, RuntimeFactory
 from services.nodeagent.control import ControlPlaneClient
 from services.nodeagent.gpus import discover_gpus
 from services.nodeagent.runtimes import (
@@ -22,7 +22,7 @@ from services.nodeagent.runtimes import (
 log = logging.getLogger(__name__)
 
 
-def runtime_factory(kind: str, work_dir: Path, bind_host: str):  # type: ignore[no-untyped-def]
+def runtime_factory(kind: str, work_dir: Path, bind_host: str) -> RuntimeFactory:
     """A factory for the named runtime, rooted at `work_dir`."""
 
     def build(on_status: StatusCallback) -> Runtime:

@@ -3,6 +3,9 @@ examples sent verbatim, the task details, and the adversarial inputs."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,10 +241,6 @@ def test_usage_rolls_up_gpu_seconds(demo: tuple[Cluster, str]) -> None:
 def test_the_log_replays_into_identical_projections(
     demo: tuple[Cluster, str], tmp_path: Path
 ) -> None:
-    import json
-    import subprocess
-    import sys
-
     cluster, workspace_id = demo
     submitted = {
         e["key"]
