@@ -72,7 +72,6 @@ class Directory:
     workspace_names: dict[str, str] = field(default_factory=dict)
     workspace_digests: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, NodeView] = field(default_factory=dict)
-    node_addresses: dict[str, str] = field(default_factory=dict)
 
     def apply(self, envelope: Envelope) -> None:
         """Fold one event in; events of other kinds are ignored."""
@@ -96,7 +95,6 @@ class Directory:
                     self.workspace_digests.pop(digest(event.workspace_id), None)
             case NodeRegistered():
                 self.nodes[event.node_id] = NodeView(event, last_heartbeat=at)
-                self.node_addresses[event.address] = event.node_id
             case _:
                 self._apply_node_event(envelope)
 

@@ -6,7 +6,6 @@ contract's `&`-in-path forms are served beside the `?` forms."""
 from __future__ import annotations
 
 import asyncio
-import base64
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -23,7 +22,9 @@ from services.ingress.errors import (
 )
 from services.ingress.responses import JsonResponse
 from services.ingress.results import DONE, IN_PROGRESS, contract_body, http_status
+from services.ingress.store import TaskStore
 from services.ingress.submission import check_caller, parse_body, submission, target_port
+from services.ingress.taskfollower import TaskFollower
 from services.ingress.taskview import TaskStatus
 
 router = APIRouter(tags=["NGPU API"])
@@ -39,9 +40,8 @@ def _answer(result_code: int, msg: str, **fields: Any) -> JsonResponse:
 
 def outcome(status: TaskStatus) -> tuple[int, str, str]:
     """(result_code, msg, data) of a task's status."""
+    # A response that is not UTF-8 stays base64 (lossless; the contract's `data` is a string).
     body = status.body
-    if status.body_encoding == "base64":
-        body = base64.b64decode(body).decode("utf-8", errors="replace") if body else ""
     match status.phase:
         case "queued" | "running":
             return IN_PROGRESS, f"the task is {status.phase}", ""
@@ -57,10 +57,11 @@ def outcome(status: TaskStatus) -> tuple[int, str, str]:
             return 410, f"the task was cancelled: {status.reason}", ""
 
 
-def _tasks(context: IngressContext) -> Any:
+def _served(context: IngressContext) -> tuple[TaskFollower, TaskStore]:
+    """The task follower and store this route needs (503 where they are not running)."""
     if context.tasks is None or context.store is None:
         raise ServiceUnavailable("the NGPU API is not served by this process")
-    return context.tasks
+    return context.tasks, context.store
 
 
 @router.post("/user/schedulingTask")
@@ -72,7 +73,7 @@ async def scheduling_task(
     paramPort: str | None = Query(None, description="A declared container port."),
 ) -> JsonResponse:
     """Async mode: answers the taskID once `TaskSubmitted` is durable."""
-    tasks = _tasks(context)
+    tasks, _ = _served(context)
     body = parse_body(await request.body())
     port = target_port(workspace, paramPort)
     await check_caller(context, workspace, body.btc_address)
@@ -86,8 +87,8 @@ async def scheduling_task(
 async def _query_task(
     task_id: str, workspace: WorkspaceAuth, context: IngressContext
 ) -> JsonResponse:
-    tasks = _tasks(context)
-    status = tasks.status(task_id) or await context.store.status(task_id)  # type: ignore[union-attr]
+    tasks, store = _served(context)
+    status = tasks.status(task_id) or await store.status(task_id)
     if status is None or status.workspace_id != workspace.registered.workspace_id:
         raise NotFound(f"unknown task {task_id!r}", field="taskID")
     code, msg, data = outcome(status)
@@ -138,12 +139,10 @@ async def query_task_list(
 ) -> JsonResponse:
     """The workspace's task ids in submission order. With `limit`, a full page also
     carries `cursor` (pass it back to continue)."""
-    _tasks(context)
+    _, store = _served(context)
     start = parse_bound(startTime, datetime(1970, 1, 1, tzinfo=UTC), end=False, field="startTime")
     end = parse_bound(endTime, datetime(2099, 1, 2, tzinfo=UTC), end=True, field="endTime")
-    ids = await context.store.task_ids(  # type: ignore[union-attr]
-        workspace.registered.workspace_id, start, end, limit, cursor
-    )
+    ids = await store.task_ids(workspace.registered.workspace_id, start, end, limit, cursor)
     extra = {"cursor": ids[-1]} if limit is not None and len(ids) == limit else {}
     return _answer(DONE, "success", result_size=len(ids), taskIds=ids, **extra)
 
@@ -151,15 +150,15 @@ async def query_task_list(
 async def _detailed(
     task_id: str, workspace: WorkspaceAuth, context: IngressContext
 ) -> JsonResponse:
-    tasks = _tasks(context)
-    detail = await context.store.detail(task_id)  # type: ignore[union-attr]
+    tasks, store = _served(context)
+    detail = await store.detail(task_id)
     known = tasks.status(task_id)
     waited = 0.0
     # A task this ingress just accepted may not be projected yet: give the projector a moment.
     while detail is None and known is not None and waited < _DETAIL_WAIT_S:
         await asyncio.sleep(0.05)
         waited += 0.05
-        detail = await context.store.detail(task_id)  # type: ignore[union-attr]
+        detail = await store.detail(task_id)
     if detail is None or detail.workspace_id != workspace.registered.workspace_id:
         raise NotFound(f"unknown task {task_id!r}", field="taskID")
     return _answer(DONE, "success", taskInfo=detail.task_info())
@@ -214,7 +213,7 @@ async def synchronous(
     paramPort: str | None = Query(None, description="A declared container port."),
 ) -> JsonResponse:
     """Sync mode: forwards `data` to `path` on the container and answers its response."""
-    tasks = _tasks(context)
+    tasks, _ = _served(context)
     if path in RESERVED:
         raise BadRequest(f"{path} is not called with POST", field="path")
     body = parse_body(await request.body())

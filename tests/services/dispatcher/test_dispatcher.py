@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +147,15 @@ async def test_the_worker_publishes_outcomes_and_commits_after_them(  # type: ig
             left = [r for r in await consumer.fetch(100, timeout_s=0.2)
                     if isinstance(decode_record(r).event, TaskDispatched)]  # fmt: skip
         assert left == []
+
+
+async def test_bytes_that_are_not_utf8_travel_as_base64(app) -> None:  # type: ignore[no-untyped-def]
+    raw = b"\xff\xfe\x00binary"
+    dispatch = _dispatch(
+        _port(app), "/echo", base64.b64encode(raw).decode(), body_encoding="base64",
+        content_type="application/octet-stream",
+    )  # fmt: skip
+    async with httpx.AsyncClient(trust_env=False) as client:
+        outcome = await call_node(client, dispatch, CallPolicy())
+    assert isinstance(outcome, TaskCompleted) and outcome.body_encoding == "base64"
+    assert base64.b64decode(outcome.response_body) == raw
