@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shlex
 import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,9 @@ INHERITED_ENV = (
     "LD_LIBRARY_PATH",
     "CUDA_HOME",
 )
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +188,7 @@ class ProcessRuntime(SupervisingRuntime[ProcessContext]):
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() signals the group
+                preexec_fn=die_with_parent,
             )
 
     async def _watch(
@@ -225,6 +231,19 @@ class ProcessRuntime(SupervisingRuntime[ProcessContext]):
 
     def _tail(self, log: Path) -> tuple[str, ...]:
         return tail_lines(log, self._config.log_tail_lines)
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the agent dies, so an agent
+    killed outright (SIGKILL, OOM) leaves no replica serving behind the scheduler's back.
+    Elsewhere, or where prctl is unavailable, nothing happens."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def describe_exit(returncode: int) -> str:
