@@ -59,6 +59,8 @@ class SchedulerSettings:
     - `failure_streak` / `failure_cooldown_s`: after that many consecutive failures a node
       gets no task until the cooldown since its last failure passes (0 disables).
     - `ewma_alpha`: weight of the newest sample in the latency EWMAs.
+    - `start_deadline_s`: a replica not ready this long after it was requested is failed
+      and stopped, and placed again (an image pull and a model load fit in the default).
     """
 
     filters: tuple[str, ...] = DEFAULT_FILTERS
@@ -70,9 +72,10 @@ class SchedulerSettings:
     failure_streak: int = 5
     failure_cooldown_s: float = 60.0
     ewma_alpha: float = 0.2
+    start_deadline_s: float = 900.0
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_window_s", "lost_after_s", "warm_window_s"):
+        for name in ("heartbeat_window_s", "lost_after_s", "warm_window_s", "start_deadline_s"):
             _require(name, getattr(self, name), lambda v: v > 0, "a positive number")
         _require("failure_cooldown_s", self.failure_cooldown_s, lambda v: v >= 0, ">= 0")
         _require("ewma_alpha", self.ewma_alpha, lambda v: 0 < v <= 1, "in (0, 1]")

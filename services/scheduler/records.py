@@ -67,6 +67,7 @@ class DeploymentState:
     served: int = 0
     last_served_s: float | None = None
     latency_ewma_s: float | None = None
+    requested_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import partial
 
 from events.base import Event
-from events.deployment import DeploymentRequested, DeploymentStopped
+from events.deployment import DeploymentFailed, DeploymentRequested, DeploymentStopped
 from events.node import NodeLost
 from services.scheduler.binpack import GpuPool
 from services.scheduler.config import SchedulerSettings
@@ -37,6 +37,7 @@ NODE_LOST = "node lost"
 NODE_DRAINED = "node drained"
 SCALE_IN = "scale-in"
 WORKSPACE_DELETED = "workspace deleted"
+START_DEADLINE = "start deadline passed"
 
 
 def detect_lost_nodes(state: ClusterState, now: datetime, window_s: float) -> list[NodeLost]:
@@ -65,8 +66,27 @@ def plan_replicas(
     gone.update(n.node_id for n in state.nodes.values() if n.status is NodeStatus.LOST)
     pool = GpuPool.from_state(state, epoch_s(now), settings.heartbeat_window_s, gone)
     events: list[Event] = list(lost)
+    overdue = _overdue(state, epoch_s(now), settings.start_deadline_s, gone)
+    events.extend(overdue)
+    gone_deployments = {e.deployment_id for e in overdue if isinstance(e, DeploymentStopped)}
     for workspace_id in sorted(state.known_workspace_ids(), key=partial(_fit_order, state)):
-        events.extend(_reconcile(state, workspace_id, gone, pool))
+        events.extend(_reconcile(state, workspace_id, gone, pool, gone_deployments))
+    return events
+
+
+def _overdue(state: ClusterState, now_s: float, deadline_s: float, gone: set[str]) -> list[Event]:
+    """`DeploymentFailed` then `DeploymentStopped` (so its node stops running it) for
+    every replica not ready `deadline_s` after it was requested, on a node still there."""
+    events: list[Event] = []
+    for dep in sorted(state.deployments.values(), key=lambda d: d.deployment_id):
+        late = now_s - dep.requested_s > deadline_s
+        if late and dep.phase is not DeploymentPhase.READY and dep.node_id not in gone:
+            reason = f"{START_DEADLINE}: not ready {deadline_s:g}s after it was requested"
+            events.append(DeploymentFailed(
+                deployment_id=dep.deployment_id, node_id=dep.node_id,
+                workspace_id=dep.workspace_id, reason=reason,
+            ))  # fmt: skip
+            events.append(_stop(dep, START_DEADLINE))
     return events
 
 
@@ -80,8 +100,9 @@ def _reconcile(
     workspace_id: str,
     gone: set[str],
     pool: GpuPool,
+    ended: set[str],
 ) -> list[Event]:
-    deps = [state.deployments[d] for d in state.live_deployment_ids(workspace_id)]
+    deps = [state.deployments[d] for d in state.live_deployment_ids(workspace_id) if d not in ended]
     events: list[Event] = [_stop(d, NODE_LOST) for d in deps if d.node_id in gone]
     deps = [d for d in deps if d.node_id not in gone]
     spec = state.workspaces.get(workspace_id)

@@ -283,6 +283,7 @@ class ClusterState:
             workspace_id=ev.workspace_id,
             gpu_type=normalize_gpu_type(ev.gpu_type),
             gpu_count=ev.gpu_count,
+            requested_s=at,
         )
         self._by_node[ev.node_id][dep_id] = None
         self._by_workspace.setdefault(ev.workspace_id, {})[dep_id] = None

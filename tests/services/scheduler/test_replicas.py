@@ -1,7 +1,12 @@
 from collections import Counter
 
 from events.base import Event
-from events.deployment import DeploymentReady, DeploymentRequested, DeploymentStopped
+from events.deployment import (
+    DeploymentFailed,
+    DeploymentReady,
+    DeploymentRequested,
+    DeploymentStopped,
+)
 from events.node import NodeLost
 from services.scheduler import (
     DeploymentPhase,
@@ -251,3 +256,25 @@ def test_planning_is_deterministic_and_ids_advance_after_folding() -> None:
     assert len(again) == 1 and again[0].deployment_id not in ids
     phases = {c.state.deployments[d].phase for d in c.state.live_deployment_ids("ws")}
     assert phases == {DeploymentPhase.REQUESTED}
+
+
+def test_a_replica_not_ready_by_its_deadline_is_failed_stopped_and_placed_again() -> None:
+    c = Cluster()
+    c.node("slow", ["RTX4090"])
+    c.node("other", ["RTX4090"])
+    c.workspace("ws", replicas_min=1, replicas_max=1)
+    first = _plan(c, start_deadline_s=60)
+    c.fold(*first, t=NOW)
+    (stuck,) = _requested(first)
+    c.heartbeat("slow", t=NOW + 61)
+    c.heartbeat("other", t=NOW + 61)
+    assert _plan(c, t=NOW + 59, start_deadline_s=60, heartbeat_window_s=100, lost_after_s=100) == []
+    later = _plan(c, t=NOW + 61, start_deadline_s=60, heartbeat_window_s=100, lost_after_s=100)
+    failed = [e for e in later if isinstance(e, DeploymentFailed)]
+    assert [e.deployment_id for e in failed] == [stuck.deployment_id]
+    assert "start deadline" in failed[0].reason
+    assert [e.deployment_id for e in _stopped(later)] == [stuck.deployment_id]
+    (replacement,) = _requested(later)
+    assert replacement.node_id != stuck.node_id  # the stuck one still holds that GPU
+    c.fold(*later, t=NOW + 61)
+    assert stuck.deployment_id not in c.state.deployments
