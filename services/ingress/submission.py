@@ -1,6 +1,7 @@
 """Turning an NGPU API request into a `TaskSubmitted`: parse the contract body, check the
-target (path, port), the rate limit and the BRC-20 gate — all before anything is
-published, so a refused request leaves no trace in the log."""
+target port, the rate limit and the BRC-20 gate (the path is checked by
+`services.ingress.paramurl`) — all before anything is published, so a refused request
+leaves no trace in the log."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from services.ingress.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from services.ingress.paramurl import container_path
 from services.ingress.taskids import new_task_id, new_task_seq
 
 
@@ -103,7 +103,8 @@ def submission(
     param_url: str,
     param_port: int,
 ) -> TaskSubmitted:
-    """The event for an accepted request (not yet published)."""
+    """The event for an accepted request (not yet published). `param_url` is a path
+    `container_path` accepted, `param_port` one `target_port` accepted."""
     ws = workspace.registered
     peer = request.client.host if request.client else ""
     query = request.url.query
@@ -111,7 +112,7 @@ def submission(
         task_id=new_task_id(utc_now()), seq=new_task_seq(), workspace_id=ws.workspace_id,
         userkey=ws.userkey, btc_address=body.btc_address, mode=mode, method=method,
         request_url=request.url.path + (f"?{query}" if query else ""),
-        param_url=container_path(param_url), param_port=param_port,
+        param_url=param_url, param_port=param_port,
         user_ip=client_ip(peer, request.headers.get("x-forwarded-for"), context.proxies),
         request_body=body.payload, content_type=body.content_type, gpu_type=ws.gpu_type,
         gpu_count=ws.gpu_count, timeout_s=workspace.timeout_s, ttl_s=context.settings.task_ttl_s,

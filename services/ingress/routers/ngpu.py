@@ -20,6 +20,7 @@ from services.ingress.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from services.ingress.paramurl import container_path
 from services.ingress.responses import JsonResponse
 from services.ingress.results import DONE, IN_PROGRESS, contract_body, http_status
 from services.ingress.store import TaskStore
@@ -75,10 +76,10 @@ async def scheduling_task(
     """Async mode: answers the taskID once `TaskSubmitted` is durable."""
     tasks, _ = _served(context)
     body = parse_body(await request.body())
-    port = target_port(workspace, paramPort)
+    target, port = container_path(paramUrl), target_port(workspace, paramPort)
     await check_caller(context, workspace, body.btc_address)
     event = submission(context, request, workspace, body, mode="async", method="schedulingTask",
-                       param_url=paramUrl, param_port=port)  # fmt: skip
+                       param_url=target, param_port=port)  # fmt: skip
     await context.publish([event], visible=False)
     tasks.submitted(event)
     return _answer(IN_PROGRESS, "SUCCESS! The task is queued", taskID=event.task_id)
@@ -217,10 +218,10 @@ async def synchronous(
     if path in RESERVED:
         raise BadRequest(f"{path} is not called with POST", field="path")
     body = parse_body(await request.body())
-    port = target_port(workspace, paramPort)
+    target, port = container_path(path, field="path"), target_port(workspace, paramPort)
     await check_caller(context, workspace, body.btc_address)
     event = submission(context, request, workspace, body, mode="sync", method=path.strip("/"),
-                       param_url=path, param_port=port)  # fmt: skip
+                       param_url=target, param_port=port)  # fmt: skip
     ended = tasks.expect(event.task_id)
     try:
         await context.publish([event], visible=False)
