@@ -165,13 +165,8 @@ def _completion(envelope: Envelope, event: TaskCompleted) -> OutcomeRow:
     started, finished = utc(event.started_at), utc(event.finished_at)
     work = finished - started
     work_us = max(0, (work.days * 86_400 + work.seconds) * 1_000_000 + work.microseconds)
-    return OutcomeRow(
-        task_id=event.task_id,
-        event_id=envelope.event_id,
-        schema_version=envelope.schema_version,
-        occurred_at=utc(envelope.occurred_at),
-        workspace_id=event.workspace_id,
-        kind="completed",
+    return dataclasses.replace(
+        _end(envelope, event.workspace_id, "completed", code="", reason=""),
         attempt=int64(event.attempt),
         node_id=event.node_id,
         node_ip=event.node_ip,
@@ -186,8 +181,6 @@ def _completion(envelope: Envelope, event: TaskCompleted) -> OutcomeRow:
         gpu_type=event.gpu_type,
         gpu_count=int64(event.gpu_count),
         gpu_us=int64(work_us * max(0, event.gpu_count)),
-        code="",
-        reason="",
     )
 
 
