@@ -15,7 +15,7 @@ envelope's time) takes it out, as a `TaskExpired` event.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
 
 from events.task import TaskExpired
@@ -77,6 +77,17 @@ class WaitQueue:
     def waiting_workspaces(self) -> tuple[str, ...]:
         """The workspaces with at least one waiting task."""
         return tuple(self._per_workspace)
+
+    def of_workspaces(self, workspace_ids: Collection[str]) -> list[QueuedTask]:
+        """The waiting tasks of `workspace_ids`, in arrival order."""
+        wanted = set(workspace_ids)
+        found = [
+            task
+            for (_, ws), group in self._groups.items()
+            if ws in wanted
+            for task in group.values()
+        ]
+        return sorted(found, key=_arrival_key)
 
     def waiting_count(self, workspace_id: str) -> int:
         """How many tasks of `workspace_id` wait."""

@@ -31,10 +31,13 @@ def dispatch_waiting(
     expired = state.queue.expired(now)
     expiring = {event.task_id for event in expired}
     events: list[Event] = list(expired)
+    # Only the (few) deleted workspaces' tasks are looked at: iterating the whole queue
+    # here made every round cost a sort of the backlog.
+    deleted = [ws for ws in state.queue.waiting_workspaces() if state.is_deleted(ws)]
     events.extend(
         TaskCancelled(task.task_id, task.workspace_id, reason="workspace deleted")
-        for task in state.queue
-        if task.task_id not in expiring and state.is_deleted(task.workspace_id)
+        for task in state.queue.of_workspaces(deleted)
+        if task.task_id not in expiring
     )
     for event in events:
         state.apply_event(event, now)
