@@ -55,7 +55,6 @@ class DeploymentView:
 class NodeView:
     registered: NodeRegistered
     last_heartbeat: datetime
-    in_flight: int = 0
     lost: bool = False
     draining: bool = False
     deployments: dict[str, DeploymentView] = field(default_factory=dict)
@@ -106,7 +105,7 @@ class Directory:
         match event:
             case NodeHeartbeat():
                 node.last_heartbeat = max(node.last_heartbeat, envelope.occurred_at)
-                node.in_flight, node.lost = event.in_flight, False
+                node.lost = False
             case NodeLost():
                 node.lost = True
                 for deployment in node.deployments.values():

@@ -4,8 +4,8 @@ ends. Pure fold; bounded memory (oldest tasks are forgotten first)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, replace
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from events import (
@@ -74,28 +74,48 @@ def fold(current: TaskStatus | None, event: Event) -> TaskStatus | None:
 
 @dataclass(slots=True)
 class TaskView:
-    """Recent task statuses by id, at most `capacity` of them."""
+    """Recent task statuses by id, at most `capacity` of them, and how many of them run
+    on each node (dispatched and not ended or sent back to the queue)."""
 
     capacity: int = 200_000
-    _tasks: OrderedDict[str, TaskStatus] | None = None
-
-    def __post_init__(self) -> None:
-        self._tasks = OrderedDict()
+    _tasks: OrderedDict[str, TaskStatus] = field(default_factory=OrderedDict)
+    _running_on: dict[str, str] = field(default_factory=dict)
+    _per_node: Counter[str] = field(default_factory=Counter)
 
     def apply(self, event: Event) -> TaskStatus | None:
         """Fold `event`; returns the task's new status (None for events of unknown tasks)."""
-        assert self._tasks is not None
         task_id = getattr(event, "task_id", None)
         if task_id is None:
             return None
         status = fold(self._tasks.get(task_id), event)
-        if status is not None:
-            self._tasks[task_id] = status
-            self._tasks.move_to_end(task_id)
-            if len(self._tasks) > self.capacity:
-                self._tasks.popitem(last=False)
+        if status is None:
+            return None
+        self._tasks[task_id] = status
+        self._tasks.move_to_end(task_id)
+        self._track_node(task_id, status, event)
+        if len(self._tasks) > self.capacity:
+            forgotten, _ = self._tasks.popitem(last=False)
+            self._release(forgotten)
         return status
 
+    def _track_node(self, task_id: str, status: TaskStatus, event: Event) -> None:
+        if status.phase == "running" and isinstance(event, TaskDispatched):
+            self._release(task_id)
+            self._running_on[task_id] = event.node_id
+            self._per_node[event.node_id] += 1
+        elif status.phase != "running":
+            self._release(task_id)
+
+    def _release(self, task_id: str) -> None:
+        node_id = self._running_on.pop(task_id, None)
+        if node_id is not None:
+            self._per_node[node_id] -= 1
+            if not self._per_node[node_id]:
+                del self._per_node[node_id]
+
     def get(self, task_id: str) -> TaskStatus | None:
-        assert self._tasks is not None
         return self._tasks.get(task_id)
+
+    def in_flight(self, node_id: str) -> int:
+        """Tasks running on `node_id`, among those this view saw dispatched."""
+        return self._per_node.get(node_id, 0)

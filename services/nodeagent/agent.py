@@ -94,7 +94,7 @@ class NodeAgent:
         assert self.registration is not None
         while True:
             try:
-                await self.client.heartbeat(in_flight=0)
+                await self.client.heartbeat()
             except ControlPlaneError as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.registration.heartbeat_interval_s)

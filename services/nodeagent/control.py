@@ -83,11 +83,11 @@ class ControlPlaneClient:
         )
         return self.registration
 
-    async def heartbeat(self, in_flight: int = 0) -> str:
+    async def heartbeat(self) -> str:
         """Returns the etag of the node's assignments as the control plane sees them."""
         node = self._node()
         path = f"/v1/nodes/{node.node_id}/heartbeat"
-        response = await self._call("POST", path, node.token, json={"in_flight": in_flight})
+        response = await self._call("POST", path, node.token, json={})
         etag: str = response.json()["assignments_etag"]
         return etag
 

@@ -108,7 +108,8 @@ def node_body(node: NodeView, context: Context, now: datetime) -> dict[str, Any]
         "runtime": reg.runtime,
         "gpus": [asdict(g) for g in reg.gpus],
         "healthy": node.healthy(now, context.settings.node_lost_after_s),
-        "in_flight": node.in_flight,
+        # Counted from the task events this ingress followed; agents cannot see requests.
+        "in_flight": context.tasks.view.in_flight(reg.node_id) if context.tasks else 0,
         "last_heartbeat": node.last_heartbeat.isoformat(),
         "deployments": [
             {

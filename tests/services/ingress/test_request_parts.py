@@ -192,3 +192,20 @@ def test_task_view_forgets_the_oldest_tasks() -> None:
     for i in range(5):
         view.apply(_submitted(f"t{i}"))
     assert view.get("t0") is None and view.get("t4") is not None
+
+
+def test_task_view_counts_what_runs_on_each_node() -> None:
+    view = TaskView()
+    now = datetime.now(UTC)
+    for task_id in ("t1", "t2"):
+        view.apply(_submitted(task_id))
+        view.apply(TaskDispatched(task_id, "w", 1, "n", "127.0.0.1", "0x", "d", 1))
+    assert view.in_flight("n") == 2
+    view.apply(TaskFailed("t1", "w", 1, "n", "node_refused", "refused", retryable=True))
+    view.apply(TaskRetried("t1", "w", 2, ("n",), "refused"))
+    assert view.in_flight("n") == 1
+    view.apply(TaskDispatched("t1", "w", 2, "m", "127.0.0.1", "0x", "e", 1))
+    assert (view.in_flight("n"), view.in_flight("m")) == (1, 1)
+    view.apply(TaskCompleted("t2", "w", 1, "n", "127.0.0.1", "0x", 200, "", now, now, "X", 1))
+    view.apply(TaskCompleted("t1", "w", 2, "m", "127.0.0.1", "0x", 200, "", now, now, "X", 1))
+    assert (view.in_flight("n"), view.in_flight("m")) == (0, 0)
