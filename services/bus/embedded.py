@@ -225,8 +225,8 @@ class EmbeddedBus:
         data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         while True:
             first = self._ops.get()
-            if first is _CLOSE:
-                return
+            if not isinstance(first, _Op):
+                return  # _CLOSE
             ops = [first]
             closing = False
             while len(ops) < _MAX_OPS_PER_TRANSACTION:
@@ -234,11 +234,11 @@ class EmbeddedBus:
                     nxt = self._ops.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _CLOSE:
+                if not isinstance(nxt, _Op):
                     closing = True
                     break
                 ops.append(nxt)
-            data_version = self._run_transaction(conn, ops, data_version)  # type: ignore[arg-type]
+            data_version = self._run_transaction(conn, ops, data_version)
             if closing:
                 return
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import httpx
 
-from events import TaskCompleted, TaskDispatched, TaskFailed, utc_now
+from events import BodyEncoding, TaskCompleted, TaskDispatched, TaskFailed, utc_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,7 @@ def completed(
     finished: datetime,
 ) -> TaskCompleted:
     """The container answered (any HTTP status: the answer is passed through)."""
+    encoding: BodyEncoding
     try:
         text, encoding = body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -63,7 +64,7 @@ def completed(
         task_id=dispatch.task_id, workspace_id=dispatch.workspace_id, attempt=dispatch.attempt,
         node_id=dispatch.node_id, node_ip=dispatch.node_ip, node_address=dispatch.node_address,
         status_code=status, response_body=text, started_at=started, finished_at=finished,
-        gpu_type=dispatch.gpu_type, gpu_count=dispatch.gpu_count, body_encoding=encoding,  # type: ignore[arg-type]
+        gpu_type=dispatch.gpu_type, gpu_count=dispatch.gpu_count, body_encoding=encoding,
         content_type=content_type,
     )  # fmt: skip
 

@@ -103,8 +103,12 @@ class ControlPlaneClient:
             timeout=wait_s + 10.0,
         )
         data = response.json()
-        deployments = tuple(event_from_data(DeploymentRequested, d) for d in data["deployments"])
-        return Assignments(data["etag"], deployments)  # type: ignore[arg-type]
+        deployments = []
+        for document in data["deployments"]:
+            event = event_from_data(DeploymentRequested, document)
+            assert isinstance(event, DeploymentRequested)
+            deployments.append(event)
+        return Assignments(data["etag"], tuple(deployments))
 
     async def report(self, report: StatusReport) -> None:
         node = self._node()
