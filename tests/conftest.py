@@ -1,13 +1,14 @@
-"""Shared fixtures: real buses in temporary directories."""
+"""Shared fixtures: real buses in temporary directories, one real Kafka broker."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from services.bus import EmbeddedBus
+from tests.support.kafka import KafkaBroker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,3 +20,13 @@ async def bus(tmp_path: Path) -> AsyncIterator[EmbeddedBus]:
     await instance.start()
     yield instance
     await instance.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """One real Kafka broker for the whole test session (started on first use)."""
+    broker = KafkaBroker.start_in(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
