@@ -1,4 +1,4 @@
-"""A real Kafka broker for tests: `scripts/kafka` in a temporary directory.
+"""A real Kafka broker for tests: `compose/kafka/broker` in a temporary directory.
 
 Set `NGPU_TEST_KAFKA_BOOTSTRAP=host:port` to use a broker that already runs instead
 (it must be on loopback and allow topic creation).
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "kafka"
+SCRIPT = REPO / "compose" / "kafka" / "broker"
 
 
 def _free_port() -> int:
