@@ -9,12 +9,15 @@ import sys
 from collections.abc import Coroutine
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from events import topics
 from services.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from services.roles import Credentials, Role
 
 app = typer.Typer(
     help="NGPU gateway: run Docker-packaged models on a network of GPU nodes.",
@@ -136,12 +139,13 @@ def up_command(
 
 async def _up(settings: Settings, demo: bool) -> None:
     from services.demo import Demo, curl_examples, start_demo
-    from services.roles import Credentials, run_all
+    from services.roles import credentials, run_all
 
     url = f"http://{settings.host}:{settings.port}"
     running: list[Demo] = []
+    creds = credentials(settings)
 
-    async def ready(creds: Credentials) -> None:
+    async def ready() -> None:
         typer.echo(f"NGPU gateway listening on {url}")
         typer.echo(f"  data dir:         {settings.data_dir.resolve()}")
         for label, token, source in (
@@ -167,9 +171,68 @@ async def _up(settings: Settings, demo: bool) -> None:
         running.clear()
 
     try:
-        await run_all(settings, on_ready=ready, on_stop=stop_demo)
+        await run_all(settings, creds, on_ready=ready, on_stop=stop_demo)
     finally:
         await stop_demo()
+
+
+@app.command("serve")
+def serve_command(
+    roles: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated roles to run in this process: "
+            "ingress, scheduler, dispatcher, projector."
+        ),
+    ],
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port of the ingress (default: NGPU_PORT or 8000).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default: NGPU_HOST).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run some roles against Kafka (NGPU_BUS=kafka, NGPU_KAFKA_BOOTSTRAP) and ClickHouse
+    (NGPU_CLICKHOUSE_DSN); start as many processes of each role as needed."""
+    from services.roles import RolesError, check_roles, parse_roles
+
+    overrides: dict[str, object] = {}
+    for name, value in (("port", port), ("host", host), ("data_dir", data_dir)):
+        if value is not None:
+            overrides[name] = value
+    try:
+        settings = load_settings(**overrides)
+        chosen = parse_roles(roles)
+        check_roles(settings, chosen)
+        creds = _serve_credentials(settings) if "ingress" in chosen else None
+    except (SettingsError, RolesError) as exc:
+        typer.echo(f"ngpu serve: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _configure_logging(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        run_loop(_serve(settings, chosen, creds))
+
+
+def _serve_credentials(settings: Settings) -> Credentials:
+    """Every ingress must accept the same tokens: on Kafka they come from the environment."""
+    from services.roles import RolesError, credentials
+
+    if settings.bus == "kafka" and not (settings.admin_token and settings.node_join_token):
+        raise RolesError(
+            "NGPU_ADMIN_TOKEN and NGPU_NODE_JOIN_TOKEN are required for the ingress on "
+            "Kafka (every ingress process must accept the same tokens)"
+        )
+    return credentials(settings)
+
+
+async def _serve(settings: Settings, roles: frozenset[Role], creds: Credentials | None) -> None:
+    from services.roles import run_roles
+
+    def ready() -> None:
+        where = f" on http://{settings.host}:{settings.port}" if "ingress" in roles else ""
+        typer.echo(f"ngpu serve: {','.join(sorted(roles))} running{where} (bus: {settings.bus})")
+        sys.stdout.flush()
+
+    await run_roles(settings, roles, creds, on_ready=ready)
 
 
 @app.command("node")

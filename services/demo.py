@@ -45,7 +45,8 @@ def demo_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"brc20_file": path, "brc20_provider": "file"})
 
 
-def _workspace_body() -> dict[str, object]:
+def demo_workspace() -> dict[str, object]:
+    """The sample workspace `--demo` registers."""
     return {
         "name": WORKSPACE_NAME,
         "image": "ngpu/sample-img2img:demo",
@@ -69,7 +70,7 @@ async def start_demo(settings: Settings, url: str, admin_token: str, join_token:
             not workspace_id
             or (await http.get(f"/v1/workspaces/{workspace_id}")).status_code != 200
         ):
-            created = await http.post("/v1/workspaces", json=_workspace_body())
+            created = await http.post("/v1/workspaces", json=demo_workspace())
             created.raise_for_status()
             workspace_id = created.json()["workspace_id"]
             id_file.write_text(workspace_id + "\n")

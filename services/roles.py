@@ -1,4 +1,5 @@
-"""Running roles in one process: `ngpu up` runs them all on the embedded backends.
+"""Running roles in one process: `ngpu up` runs them all on the embedded backends,
+`ngpu serve --roles ...` any subset against Kafka.
 
 The roles (ingress over HTTP, scheduler, dispatcher, projector) share one bus and, for
 the ingress and the projector, one ClickHouse client: chdb allows one engine per process
@@ -9,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import uvicorn
+from clickhouse_connect.driver.client import Client
 
+from events.errors import NgpuError
 from projections import ProjectionWriter, Projector, connect
+from projections.projector import GROUP as PROJECTOR_GROUP
 from services.brc20 import Brc20Gate, provider_from_config
 from services.bus import Bus, bus_from_settings
 from services.dispatcher import CallPolicy, Dispatcher
@@ -80,77 +86,167 @@ class _Server(uvicorn.Server):
         yield
 
 
-OnReady = Callable[[Credentials], Coroutine[Any, Any, None] | None]
+Role = Literal["ingress", "scheduler", "dispatcher", "projector"]
+ALL_ROLES: frozenset[Role] = frozenset(get_args(Role))
+
+
+class RolesError(NgpuError):
+    """A set of roles that cannot run as asked (the message says why and what to do)."""
+
+
+def parse_roles(text: str) -> frozenset[Role]:
+    """`"ingress,projector"` -> the roles; raises `RolesError` naming an unknown one."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ALL_ROLES]
+    if unknown or not names:
+        raise RolesError(
+            f"unknown role(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(sorted(ALL_ROLES))}"
+        )
+    return frozenset(cast(Role, name) for name in names)
+
+
+def check_roles(settings: Settings, roles: frozenset[Role]) -> None:
+    """Refuse combinations that would run but misbehave."""
+    if settings.bus == "embedded" and roles != ALL_ROLES:
+        raise RolesError(
+            "the embedded log keeps consumer groups inside one process, so its roles cannot "
+            "be split across processes: set NGPU_BUS=kafka, or run every role (ngpu up)"
+        )
+    if (
+        settings.resolved_clickhouse_dsn.startswith("chdb:")
+        and "ingress" in roles
+        and ("projector" not in roles)
+    ):
+        raise RolesError(
+            "with an embedded ClickHouse (chdb) the ingress reads the projections of its own "
+            "process: run --roles ingress,projector, or set NGPU_CLICKHOUSE_DSN to a server"
+        )
+
+
+def projector_group(settings: Settings) -> str:
+    """The projector's consumer group: one group for a ClickHouse server (the projector
+    processes share its work); with chdb, every data dir is a full copy of the
+    projections, so each gets a group of its own (stable across restarts)."""
+    dsn = settings.resolved_clickhouse_dsn
+    if not dsn.startswith("chdb:"):
+        return PROJECTOR_GROUP
+    where = f"{socket.gethostname()}:{dsn}".encode()
+    return f"{PROJECTOR_GROUP}-{hashlib.sha256(where).hexdigest()[:12]}"
+
+
+OnReady = Callable[[], Coroutine[Any, Any, None] | None]
 
 
 async def run_all(
     settings: Settings,
+    creds: Credentials,
     *,
     on_ready: OnReady | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Run every role on one bus until SIGINT/SIGTERM. `on_ready` is called (and awaited
-    when it is a coroutine) once the HTTP server accepts connections; `on_stop` when a
+    """Every role in this process (`ngpu up`); see `run_roles`."""
+    await run_roles(settings, ALL_ROLES, creds, on_ready=on_ready, on_stop=on_stop)
+
+
+async def run_roles(
+    settings: Settings,
+    roles: frozenset[Role],
+    creds: Credentials | None,
+    *,
+    on_ready: OnReady | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run `roles` on one bus until SIGINT/SIGTERM (`creds` are needed by the ingress).
+    `on_ready` is called (and awaited when it is a coroutine) once every role started
+    (with the ingress: once the HTTP server accepts connections); `on_stop` when a
     signal arrives, while everything still runs."""
-    creds = credentials(settings)
+    check_roles(settings, roles)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
     bus: Bus = bus_from_settings(settings)
     await bus.start()
-    client = await asyncio.to_thread(connect, settings.resolved_clickhouse_dsn)
-    writer = ProjectionWriter(client, DATABASE)
-    await asyncio.to_thread(writer.ensure_schema)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(bus.close)
+        jobs: dict[str, Coroutine[Any, Any, None]] = {}
+        server: _Server | None = None
+        if roles & {"ingress", "projector"}:
+            client = await asyncio.to_thread(connect, settings.resolved_clickhouse_dsn)
+            writer = ProjectionWriter(client, DATABASE)
+            await asyncio.to_thread(writer.ensure_schema)
+            if "projector" in roles:
+                jobs["projector"] = Projector(bus, writer, group=projector_group(settings)).run()
+            if "ingress" in roles:
+                if creds is None:
+                    raise RolesError("the ingress role needs the admin and node join tokens")
+                server = await _ingress(settings, bus, client, creds, stack)
+                jobs["http"] = server.serve()
+        if "scheduler" in roles:
+            jobs["scheduler"] = _scheduler(settings, bus, stopping)
+        if "dispatcher" in roles:
+            policy = CallPolicy(settings.task_max_attempts, settings.max_response_bytes)
+            jobs["dispatcher"] = Dispatcher(
+                bus, policy, max_concurrency=settings.dispatcher_concurrency
+            ).run()
+        await _supervise(jobs, server, stopping, on_ready, on_stop)
+
+
+async def _ingress(
+    settings: Settings,
+    bus: Bus,
+    client: Client,
+    creds: Credentials,
+    stack: contextlib.AsyncExitStack,
+) -> _Server:
+    """The HTTP server of the ingress role, its followers started (and closed by `stack`)."""
     follower, tasks = DirectoryFollower(bus), TaskFollower(bus)
     gate = brc20_gate(settings)
-    try:
-        await follower.start()
-        await tasks.start()
-        context = IngressContext(
-            settings, bus, follower, creds.admin_token, creds.join_token, tasks=tasks,
-            store=TaskStore(client, DATABASE), gate=gate,
-            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
-        )  # fmt: skip
-        await _serve(settings, context, bus, writer, creds, on_ready, on_stop)
-    finally:
-        await tasks.close()
-        await follower.close()
-        await gate.aclose()
-        await bus.close()
-
-
-async def _serve(
-    settings: Settings,
-    context: IngressContext,
-    bus: Bus,
-    writer: ProjectionWriter,
-    creds: Credentials,
-    on_ready: OnReady | None,
-    on_stop: Callable[[], Awaitable[None]] | None,
-) -> None:
+    stack.push_async_callback(gate.aclose)
+    await follower.start()
+    stack.push_async_callback(follower.close)
+    await tasks.start()
+    stack.push_async_callback(tasks.close)
+    context = IngressContext(
+        settings, bus, follower, creds.admin_token, creds.join_token, tasks=tasks,
+        store=TaskStore(client, DATABASE), gate=gate,
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+    )  # fmt: skip
     config = uvicorn.Config(
         create_app(context), host=settings.host, port=settings.port,
         log_level=settings.log_level, lifespan="off", access_log=False,
         timeout_graceful_shutdown=5,
     )  # fmt: skip
-    server = _Server(config)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    policy = CallPolicy(settings.task_max_attempts, settings.max_response_bytes)
-    roles = {
-        "scheduler": SchedulerRunner(bus, settings).run(),
-        "dispatcher": Dispatcher(
-            bus, policy, max_concurrency=settings.dispatcher_concurrency
-        ).run(),
-        "projector": Projector(bus, writer).run(),
-        "http": server.serve(),
-    }
+    return _Server(config)
+
+
+async def _scheduler(settings: Settings, bus: Bus, stopping: asyncio.Event) -> None:
+    """The embedded log has one scheduler (its process holds the log); on Kafka the
+    scheduler is the faust app, whose workers elect one active member."""
+    if settings.bus == "kafka":
+        from services.scheduler.distributed import run_scheduler_app
+
+        await run_scheduler_app(settings, stopping)
+    else:
+        await SchedulerRunner(bus, settings).run()
+
+
+async def _supervise(
+    jobs: dict[str, Coroutine[Any, Any, None]],
+    server: _Server | None,
+    stopping: asyncio.Event,
+    on_ready: OnReady | None,
+    on_stop: Callable[[], Awaitable[None]] | None,
+) -> None:
+    """Run `jobs` until a signal or until one of them ends; re-raise the first error."""
     running: set[asyncio.Task[Any]] = {
-        asyncio.create_task(coro, name=name) for name, coro in roles.items()
+        asyncio.create_task(coro, name=name) for name, coro in jobs.items()
     }
-    while not server.started and not all(t.done() for t in running):  # noqa: ASYNC110 - uvicorn has no event
+    while server is not None and not server.started and not all(t.done() for t in running):  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
-    if server.started and on_ready is not None:
-        result = on_ready(creds)
+    if (server is None or server.started) and on_ready is not None:
+        result = on_ready()
         if result is not None:
             await result
     signalled: asyncio.Task[Any] = asyncio.create_task(stopping.wait())
@@ -159,9 +255,11 @@ async def _serve(
     done.discard(signalled)
     if stopping.is_set() and on_stop is not None:
         await on_stop()
-    server.should_exit = True
+    stopping.set()  # the faust scheduler leaves its group on this, not on cancellation
+    if server is not None:
+        server.should_exit = True
     for task in running:
-        if task.get_name() != "http":
+        if task.get_name() not in ("http", "scheduler"):
             task.cancel()
     for task in running:
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,4 +1,6 @@
-"""Real processes for end-to-end tests: `ngpu up` and `ngpu node` agents on 127.0.0.1."""
+"""Real processes for end-to-end tests on 127.0.0.1: the control plane (`ngpu up` on the
+embedded log, or on Kafka one `ngpu serve` process per role group: ingress+projector,
+scheduler, two dispatchers) and `ngpu node` agents."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +20,11 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
+from services.demo import DEMO_BTC_ADDRESS, DEMO_NODE_ADDRESS, demo_workspace
+
 ADMIN_TOKEN = "e2e-admin-token"
 JOIN_TOKEN = "e2e-join-token"
+DISPATCHERS = 2
 T = TypeVar("T")
 
 
@@ -47,12 +53,17 @@ class Cluster:
     data_dir: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    schedulers: int = 1
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def on_kafka(self) -> bool:
+        return self.env.get("NGPU_BUS") == "kafka"
 
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -67,16 +78,49 @@ class Cluster:
         return process
 
     def start_control_plane(self, *extra: str) -> None:
-        args = ["up", "--port", str(self.port), "--data-dir", str(self.data_dir), *extra]
-        self._spawn(args, "up.log")
+        if not self.on_kafka:
+            args = ["up", "--port", str(self.port), "--data-dir", str(self.data_dir), *extra]
+            self._spawn(args, "up.log")
+            wait_for(self._healthy, 60, "the control plane to answer")
+            return
+        groups = [("ingress,projector", "ingress", ["--port", str(self.port)])]
+        groups += [("scheduler", f"scheduler-{n}", []) for n in range(1, self.schedulers + 1)]
+        groups += [("dispatcher", f"dispatcher-{n}", []) for n in range(1, DISPATCHERS + 1)]
+        for roles, name, args in groups:
+            data_dir = self.data_dir if name == "ingress" else self.data_dir / name
+            self._spawn(["serve", "--roles", roles, "--data-dir", str(data_dir), *args],
+                        f"{name}.log")  # fmt: skip
+        for _, name, _ in groups:
+            log = self.data_dir / f"{name}.log"
+            wait_for(lambda log=log: b"running" in log.read_bytes(), 60, f"{name} to start")  # type: ignore[misc]
         wait_for(self._healthy, 60, "the control plane to answer")
 
     def start_demo(self) -> str:
-        """`ngpu up --demo`; returns the demo workspace's ID once its replica is ready."""
-        self.start_control_plane("--demo")
-        log = self.data_dir / "up.log"
-        wait_for(lambda: b"demo workspace:" in log.read_bytes(), 120, "the demo to be ready")
-        return (self.data_dir / "demo-workspace-id").read_text().strip()
+        """`ngpu up --demo` (on Kafka: the same workspace and a node agent, registered
+        through the API); returns the demo workspace's ID once its replica is ready."""
+        if not self.on_kafka:
+            self.start_control_plane("--demo")
+            log = self.data_dir / "up.log"
+            wait_for(lambda: b"demo workspace:" in log.read_bytes(), 120, "the demo to be ready")
+            return (self.data_dir / "demo-workspace-id").read_text().strip()
+        holdings = self.data_dir / "brc20-demo-holdings.json"
+        holdings.write_bytes(orjson.dumps({DEMO_BTC_ADDRESS: {"AINN": 100}}))
+        self.env.update(NGPU_BRC20_PROVIDER="file", NGPU_BRC20_FILE=str(holdings))
+        self.start_control_plane()
+        created = httpx.post(f"{self.url}/v1/workspaces", json=demo_workspace(),
+                             headers=self.admin(), timeout=30)  # fmt: skip
+        created.raise_for_status()
+        workspace_id = str(created.json()["workspace_id"])
+        self.start_node("demo", region="local", address=DEMO_NODE_ADDRESS)
+        wait_for(lambda: self._ready(workspace_id), 120, "the demo replica to be ready")
+        return workspace_id
+
+    def _ready(self, workspace_id: str) -> bool:
+        return any(
+            d["state"] == "ready" and d["workspace_id"] == workspace_id
+            for n in self.nodes()
+            for d in n["deployments"]
+        )
 
     def events(self, topic: str = "ngpu.tasks") -> list[dict[str, Any]]:
         """The log's events, read by `ngpu events tail` in its own process."""
@@ -93,8 +137,10 @@ class Cluster:
         except httpx.HTTPError:
             return False
 
-    def start_node(self, name: str, gpu: str = "RTX4090:1", region: str = "") -> None:
-        address = "0x" + name.encode().hex().ljust(40, "0")[:40]
+    def start_node(
+        self, name: str, gpu: str = "RTX4090:1", region: str = "", address: str = ""
+    ) -> None:
+        address = address or "0x" + name.encode().hex().ljust(40, "0")[:40]
         args = ["node", "--control-plane", self.url, "--join-token", JOIN_TOKEN,
                 "--host", "127.0.0.1", "--address", address, "--gpu", gpu,
                 "--region", region, "--work-dir", str(self.data_dir / name)]  # fmt: skip
@@ -145,8 +191,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def cluster_env(**extra: str) -> dict[str, str]:
+def cluster_env(kafka_bootstrap: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a cluster's processes; with `kafka_bootstrap`, on Kafka in a
+    namespace of its own (topics and groups no other test sees)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
+    if kafka_bootstrap:
+        env.update(
+            NGPU_BUS="kafka", NGPU_KAFKA_BOOTSTRAP=kafka_bootstrap,
+            NGPU_KAFKA_NAMESPACE=f"e2e-{uuid.uuid4().hex[:12]}.",
+        )  # fmt: skip
     env.update(
         NGPU_ADMIN_TOKEN=ADMIN_TOKEN, NGPU_NODE_JOIN_TOKEN=JOIN_TOKEN,
         NGPU_HEARTBEAT_INTERVAL_S="0.5", NGPU_NODE_LOST_AFTER_S="3",

@@ -1,7 +1,8 @@
-"""Rebuild the projections from a bus file twice, into two fresh databases of a new chdb
-engine, and print both answers as JSON: `[first, second]`.
+"""Rebuild the projections from a cluster's log twice, into two fresh databases of a new
+chdb engine, and print both answers as JSON: `[first, second]`. The log is the one the
+environment's `NGPU_*` settings name (the embedded file of DATA_DIR, or Kafka).
 
-Usage: python replay_child.py BUS_PATH CHDB_DIR WORKSPACE_ID
+Usage: python replay_child.py DATA_DIR CHDB_DIR WORKSPACE_ID
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from projections import ProjectionWriter, connect, rebuild, task_detail, task_list, usage
-from services.bus import EmbeddedBus
+from services.bus import bus_from_settings
+from services.settings import load_settings
 
 START, END = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
@@ -32,13 +34,17 @@ def answers(client: Any, database: str, workspace_id: str) -> dict[str, Any]:
     return {"tasks": tasks, "details": details, "usage": rollups}
 
 
-async def main(bus_path: Path, chdb_dir: Path, workspace_id: str) -> None:
+async def main(data_dir: Path, chdb_dir: Path, workspace_id: str) -> None:
     client = connect(f"chdb:///{chdb_dir}")
     results = []
-    async with EmbeddedBus(bus_path) as bus:
+    bus = bus_from_settings(load_settings(data_dir=data_dir))
+    await bus.start()
+    try:
         for database in ("replay_a", "replay_b"):
             await rebuild(bus, ProjectionWriter(client, database))
             results.append(answers(client, database, workspace_id))
+    finally:
+        await bus.close()
     print(json.dumps(results))
 
 

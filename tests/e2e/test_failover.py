@@ -25,8 +25,9 @@ WORKSPACE = {
 
 
 @pytest.fixture
-def two_nodes(tmp_path: Path) -> Iterator[tuple[Cluster, str]]:
-    cluster = Cluster(tmp_path, cluster_env(NGPU_TASK_MAX_ATTEMPTS="2", NGPU_TASK_TTL_S="30"))
+def two_nodes(tmp_path: Path, kafka_bootstrap: str | None) -> Iterator[tuple[Cluster, str]]:
+    env = cluster_env(kafka_bootstrap, NGPU_TASK_MAX_ATTEMPTS="2", NGPU_TASK_TTL_S="30")
+    cluster = Cluster(tmp_path, env)
     try:
         cluster.start_control_plane()
         cluster.start_node("alpha")

@@ -30,8 +30,10 @@ TASK_INFO_TYPES: dict[str, type] = {
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
-    env = cluster_env(NGPU_TRUSTED_PROXIES='["127.0.0.1"]', NGPU_TASK_TTL_S="20")
+def demo(
+    tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str | None
+) -> Iterator[tuple[Cluster, str]]:
+    env = cluster_env(kafka_bootstrap, NGPU_TRUSTED_PROXIES='["127.0.0.1"]', NGPU_TASK_TTL_S="20")
     cluster = Cluster(tmp_path_factory.mktemp("demo"), env)
     try:
         workspace_id = cluster.start_demo()
@@ -257,7 +259,7 @@ def test_the_log_replays_into_identical_projections(
         live = {t: http.get(f"/user/getDetailed?taskID={t}").json()["taskInfo"] for t in live_ids}
     out = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("replay_child.py")),
-         str(cluster.data_dir / "bus.sqlite3"), str(tmp_path / "clickhouse"), workspace_id],
+         str(cluster.data_dir), str(tmp_path / "clickhouse"), workspace_id],
         capture_output=True, check=True, env=cluster.env,
     ).stdout  # fmt: skip
     first, second = json.loads(out)

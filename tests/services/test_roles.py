@@ -1,0 +1,90 @@
+"""Which roles a process may run: parsing `--roles`, refusing combinations that would
+misbehave, and the projector's consumer group per data dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.roles import (
+    ALL_ROLES,
+    RolesError,
+    check_roles,
+    parse_roles,
+    projector_group,
+)
+from services.settings import Settings
+
+
+def _settings(tmp_path: Path, **values: object) -> Settings:
+    return Settings(data_dir=tmp_path, **values)  # type: ignore[arg-type]
+
+
+def test_roles_parse_from_a_comma_list() -> None:
+    assert parse_roles("ingress, projector") == {"ingress", "projector"}
+    assert parse_roles("dispatcher") == {"dispatcher"}
+    assert parse_roles("ingress,scheduler,dispatcher,projector") == ALL_ROLES
+
+
+@pytest.mark.parametrize("text", ["", " , ", "ingress,gateway", "Ingress"])
+def test_unknown_or_missing_roles_are_refused_by_name(text: str) -> None:
+    with pytest.raises(RolesError, match="choose from dispatcher, ingress, projector"):
+        parse_roles(text)
+
+
+def test_the_embedded_log_cannot_be_split_across_processes(tmp_path: Path) -> None:
+    with pytest.raises(RolesError, match="NGPU_BUS=kafka"):
+        check_roles(_settings(tmp_path), frozenset({"dispatcher"}))
+    check_roles(_settings(tmp_path), ALL_ROLES)
+
+
+def test_an_ingress_on_chdb_needs_the_projector_beside_it(tmp_path: Path) -> None:
+    kafka = _settings(tmp_path, bus="kafka")
+    with pytest.raises(RolesError, match="--roles ingress,projector"):
+        check_roles(kafka, frozenset({"ingress"}))
+    check_roles(kafka, frozenset({"ingress", "projector"}))
+    server = _settings(tmp_path, bus="kafka", clickhouse_dsn="http://u:p@127.0.0.1:8123/ngpu")
+    check_roles(server, frozenset({"ingress"}))
+
+
+def test_projectors_share_a_group_on_a_server_and_not_on_chdb(tmp_path: Path) -> None:
+    server = "http://u:p@127.0.0.1:8123/ngpu"
+    assert projector_group(_settings(tmp_path / "a", clickhouse_dsn=server)) == "projector"
+    assert projector_group(_settings(tmp_path / "b", clickhouse_dsn=server)) == "projector"
+    one = projector_group(_settings(tmp_path / "a"))
+    assert one.startswith("projector-")
+    assert one == projector_group(_settings(tmp_path / "a"))
+    assert one != projector_group(_settings(tmp_path / "b"))
+
+
+def _serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "--data-dir", str(tmp_path), *args],
+        env={**clean, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--roles", "ingress,router"], {"NGPU_BUS": "kafka"}, "unknown role(s) router"),
+        (["--roles", "dispatcher"], {}, "NGPU_BUS=kafka"),
+        (["--roles", "ingress"], {"NGPU_BUS": "kafka"}, "--roles ingress,projector"),
+        (
+            ["--roles", "ingress,projector"],
+            {"NGPU_BUS": "kafka"},
+            "NGPU_ADMIN_TOKEN and NGPU_NODE_JOIN_TOKEN are required",
+        ),
+    ],
+)
+def test_serve_refuses_before_starting_and_says_why(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = _serve(tmp_path, *args, **env)
+    assert result.returncode == 2
+    assert message in result.stderr
