@@ -37,6 +37,26 @@ class Settings(BaseSettings):
         "other processes (events published in its own process wake it at once).",
     )
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka_namespace: str = Field(
+        "",
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix of the Kafka topics and consumer groups of this deployment "
+        "(e.g. staging.), so several deployments can share a cluster.",
+    )
+    kafka_replication_factor: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Replicas of each Kafka topic the bus creates (at most the broker count).",
+    )
+    kafka_publish_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Longest a publish waits for Kafka to acknowledge before it fails "
+        "(the HTTP layer answers 503); nothing of a failed publish is stored later.",
+    )
     clickhouse_dsn: str = Field(
         "", description="ClickHouse DSN; empty means chdb:///<data_dir>/clickhouse."
     )

@@ -1,9 +1,10 @@
-"""The message bus: the `Bus` protocol, the embedded SQLite log, and event helpers."""
+"""The message bus: the `Bus` protocol, the embedded SQLite log, Kafka, and event helpers."""
 
 from services.bus.embedded import EmbeddedBus, EmbeddedConsumer, partition_for
 from services.bus.errors import BusError, BusUnavailable
 from services.bus.eventlog import decode_record, publish_events
 from services.bus.factory import bus_from_settings
+from services.bus.kafka import KafkaBus, KafkaConsumer
 from services.bus.protocol import Bus, Consumer, Outgoing, Record, StartAt
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "Consumer",
     "EmbeddedBus",
     "EmbeddedConsumer",
+    "KafkaBus",
+    "KafkaConsumer",
     "Outgoing",
     "Record",
     "StartAt",

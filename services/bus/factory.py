@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.bus.embedded import EmbeddedBus
-from services.bus.errors import BusError
+from services.bus.kafka import KafkaBus
 from services.bus.protocol import Bus
 from services.settings import Settings
 
@@ -16,4 +16,10 @@ def bus_from_settings(settings: Settings) -> Bus:
             partitions=settings.bus_partitions,
             poll_interval_s=settings.bus_poll_interval_s,
         )
-    raise BusError(f"NGPU_BUS={settings.bus!r} is not available in this build yet")
+    return KafkaBus(
+        settings.kafka_bootstrap,
+        partitions=settings.bus_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        namespace=settings.kafka_namespace,
+        publish_timeout_s=settings.kafka_publish_timeout_s,
+    )

@@ -1,0 +1,490 @@
+"""The Kafka bus: the `Bus` on Apache Kafka through aiokafka.
+
+Topic names and group ids on the broker carry `namespace` as a prefix (so environments and
+tests can share a broker); callers only ever see logical topic names. A topic is created
+with its `topology` spec before it is first published to or consumed from.
+
+Publishes go through one idempotent producer with `acks=all`: a record is acknowledged
+once every in-sync replica holds it, and the broker drops the retries' duplicates. The
+idempotent producer of aiokafka retries a retriable failure forever, so the bus bounds
+each publish itself: after `publish_timeout_s`, or on any delivery error, the publish
+raises `BusUnavailable` and the producer is abandoned with everything it still holds, so
+a failed publish is not stored later behind the caller's back (only a request already
+on the wire when it failed may have been stored). The next publish starts a new producer.
+
+aiokafka reconnects on its own: after a broker restart, publishes succeed again and
+consumers continue from their positions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+
+from services.bus import topology
+from services.bus.errors import BusError, BusUnavailable
+from services.bus.protocol import Outgoing, Record, StartAt
+
+log = logging.getLogger(__name__)
+
+_LINGER_MS = 2
+"""How long the producer waits for more records to share a request with."""
+_JOIN_TIMEOUT_S = 30.0
+"""How long a consumer's `start()` waits to connect and receive its partitions."""
+_TOPIC_POLL_S = 0.1
+
+
+def _failure(exc: KafkaError, doing: str) -> BusError:
+    """A Kafka error as the bus's: `BusUnavailable` when retrying later may succeed."""
+    kind = BusUnavailable if exc.retriable else BusError
+    return kind(f"{doing} failed: {exc}")
+
+
+async def _abort(producer: Any, error: BusError) -> None:
+    """Stop `producer` without delivering what it still holds; its pending publishes fail
+    with `error`. aiokafka has no public way to do this (`stop()` waits for delivery,
+    forever while the broker is down), hence its internals."""
+    sender_task = producer._sender.sender_task
+    sender_task.cancel()
+    await asyncio.wait([sender_task])  # the request on the wire, if any, finishes first
+    producer._message_accumulator.fail_all(error)
+    await producer.stop()
+
+
+class KafkaBus:
+    """The `Bus` on a Kafka cluster. Use from one event loop; `start()` before anything
+    else. A publish fails with `BusUnavailable` within about `publish_timeout_s` when the
+    cluster cannot store it."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = 8,
+        replication_factor: int = 1,
+        namespace: str = "",
+        publish_timeout_s: float = 10.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.namespace = namespace
+        self.publish_timeout_s = publish_timeout_s
+        self._admin: Any = None
+        self._producer: Any = None
+        self._producer_lock = asyncio.Lock()
+        self._topics_lock = asyncio.Lock()
+        self._partition_counts: dict[str, int] = {}  # broker topic name -> partitions
+        self._aborts: set[asyncio.Task[None]] = set()
+        self._consumers: set[KafkaConsumer] = set()
+        self._closed = False
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the admin client and the producer; `BusUnavailable` if the cluster
+        cannot be reached."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=self._request_timeout_ms
+        )
+        try:
+            await admin.start()
+        except KafkaError as exc:
+            await admin.close()
+            raise _failure(exc, f"connecting to Kafka at {self.bootstrap}") from exc
+        self._admin = admin
+        await self._current_producer()
+
+    async def close(self) -> None:
+        """Close the consumers, deliver what the producer holds (waiting up to
+        `publish_timeout_s`, then dropping the rest), and disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        for consumer in list(self._consumers):
+            await consumer.close()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.flush(), self.publish_timeout_s)
+            except TimeoutError:
+                log.warning("closing the Kafka bus with undelivered records; they are dropped")
+            await _abort(producer, BusUnavailable("the bus closed before Kafka stored this"))
+        await asyncio.gather(*self._aborts)
+        if self._admin is not None:
+            await self._admin.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # names -------------------------------------------------------------------------------
+
+    def broker_topic(self, topic: str) -> str:
+        """The name of logical `topic` on the broker."""
+        return self.namespace + topic
+
+    def _logical(self, broker_topic: str) -> str:
+        return broker_topic[len(self.namespace) :]
+
+    def group_id(self, group: str) -> str:
+        """The id of consumer group `group` on the broker."""
+        return self.namespace + group
+
+    def _record(self, message: Any) -> Record:
+        key = message.key.decode(errors="replace") if message.key is not None else ""
+        return Record(
+            self._logical(message.topic),
+            message.partition,
+            message.offset,
+            key,
+            message.value if message.value is not None else b"",
+            message.timestamp,
+        )
+
+    @property
+    def _request_timeout_ms(self) -> int:
+        return max(1, int(self.publish_timeout_s * 1000))
+
+    # topics ------------------------------------------------------------------------------
+
+    async def ensure_topics(self, topics: Iterable[str]) -> dict[str, int]:
+        """Create the logical `topics` that do not exist yet (with their `topology` spec)
+        and wait until the cluster serves them. Returns each one's broker name and
+        partition count. Safe against other processes creating them at the same time."""
+        names = {self.broker_topic(topic): topic for topic in topics}
+        if not names.keys() <= self._partition_counts.keys():
+            async with self._topics_lock:
+                missing = {n: t for n, t in names.items() if n not in self._partition_counts}
+                if missing:
+                    await self._create(missing)
+                    await self._learn_partitions(list(missing))
+        return {name: self._partition_counts[name] for name in names}
+
+    async def _create(self, missing: Mapping[str, str]) -> None:
+        specs = [topology.spec_for(topic) for topic in missing.values()]
+        new_topics = [
+            NewTopic(
+                name,
+                self.partitions,
+                self.replication_factor,
+                topic_configs=spec.configs(self.replication_factor),
+            )
+            for name, spec in zip(missing, specs, strict=True)
+        ]
+        try:
+            response = await self._admin.create_topics(new_topics)
+        except KafkaError as exc:
+            raise _failure(exc, "creating Kafka topics") from exc
+        for name, code, message in response.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise BusError(f"creating Kafka topic {name} failed: error {code}, {message}")
+
+    async def _learn_partitions(self, names: list[str]) -> None:
+        """Wait until every topic of `names` has a leader for each partition (a new
+        topic takes a moment to reach the metadata), then remember its partition count."""
+        while names:
+            try:
+                described = await self._admin.describe_topics(names)
+            except KafkaError as exc:
+                raise _failure(exc, "describing Kafka topics") from exc
+            for topic in described:
+                partitions = topic["partitions"]
+                ready = partitions and all(p["leader"] >= 0 for p in partitions)
+                if topic["error_code"] == 0 and ready:
+                    self._partition_counts[topic["topic"]] = len(partitions)
+            names = [name for name in names if name not in self._partition_counts]
+            if names:
+                await asyncio.sleep(_TOPIC_POLL_S)
+
+    # publishing --------------------------------------------------------------------------
+
+    async def publish(self, topic: str, key: str, value: bytes) -> Record:
+        (record,) = await self.publish_many([Outgoing(topic, key, value)])
+        return record
+
+    async def publish_many(self, records: Sequence[Outgoing]) -> list[Record]:
+        """Send every record, then wait until the cluster acknowledged them all (in the
+        given order). Raises `BusUnavailable` after `publish_timeout_s`; nothing of a
+        failed call is acknowledged, and what was not yet sent is dropped."""
+        items = list(records)
+        if not items:
+            return []
+        if self._closed:
+            raise BusError("the bus is closed")
+        producer = None
+        try:
+            async with asyncio.timeout(self.publish_timeout_s):
+                await self.ensure_topics({item.topic for item in items})
+                producer = await self._current_producer()
+                sent = await self._send(producer, items)
+        except TimeoutError as exc:
+            self._abandon(producer)
+            raise BusUnavailable(
+                f"Kafka at {self.bootstrap} did not acknowledge within "
+                f"{self.publish_timeout_s:g} s; nothing was acknowledged"
+            ) from exc
+        except (KafkaError, BusError) as exc:
+            self._abandon(producer)
+            if isinstance(exc, BusError):
+                raise
+            raise _failure(exc, f"publishing to Kafka at {self.bootstrap}") from exc
+        return [
+            Record(item.topic, meta.partition, meta.offset, item.key, item.value, meta.timestamp)
+            for item, meta in zip(items, sent, strict=True)
+        ]
+
+    async def _send(self, producer: Any, items: list[Outgoing]) -> list[Any]:
+        """Hand every record to `producer`, then wait for all acknowledgements."""
+        futures = [
+            await producer.send(self.broker_topic(item.topic), item.value, key=item.key.encode())
+            for item in items
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    async def _current_producer(self) -> Any:
+        """The producer in use, started if there is none (the last one was abandoned)."""
+        if self._producer is not None:
+            return self._producer
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    enable_idempotence=True,
+                    acks="all",
+                    linger_ms=_LINGER_MS,
+                    request_timeout_ms=self._request_timeout_ms,
+                    max_request_size=topology.MAX_MESSAGE_BYTES,
+                )
+                try:
+                    await producer.start()
+                except BaseException as exc:
+                    await producer.stop()
+                    if isinstance(exc, KafkaError):
+                        raise _failure(exc, f"connecting to Kafka at {self.bootstrap}") from exc
+                    raise
+                self._producer = producer
+            return self._producer
+
+    def _abandon(self, producer: Any) -> None:
+        """Drop `producer` (if still in use) with everything it has not delivered."""
+        if producer is None or producer is not self._producer:
+            return
+        self._producer = None
+        error = BusUnavailable("dropped: a publish on the same Kafka producer failed")
+        task = asyncio.create_task(_abort(producer, error))
+        self._aborts.add(task)
+        task.add_done_callback(self._aborts.discard)
+
+    # consuming ---------------------------------------------------------------------------
+
+    def consumer(
+        self, topics: Sequence[str], group: str | None = None, start: StartAt = "earliest"
+    ) -> KafkaConsumer:
+        return KafkaConsumer(self, topics, group, start)
+
+    def aiokafka_consumer(self, group: str | None, start: StartAt) -> Any:
+        """A new, unstarted aiokafka consumer on this cluster, committing only when asked."""
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None if group is None else self.group_id(group),
+            enable_auto_commit=False,
+            auto_offset_reset=start,
+            heartbeat_interval_ms=500,
+            session_timeout_ms=10_000,
+            max_poll_interval_ms=300_000,
+            max_partition_fetch_bytes=topology.MAX_MESSAGE_BYTES,
+        )
+
+    async def replay(self, topics: Sequence[str]) -> AsyncIterator[Record]:
+        """Every record of `topics` up to each partition's end as of the call."""
+        partition_counts = await self.ensure_topics(topics)
+        everything = [TopicPartition(n, p) for n, c in partition_counts.items() for p in range(c)]
+        reader = self.aiokafka_consumer(None, "earliest")
+        try:
+            await reader.start()
+            reader.assign(everything)
+            ends: dict[Any, int] = await reader.end_offsets(everything)
+            for tp in everything:
+                if await reader.position(tp) >= ends[tp]:
+                    del ends[tp]
+            while ends:
+                batches = await reader.getmany(*ends, timeout_ms=1000)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        if message.offset < ends[tp]:
+                            yield self._record(message)
+                for tp in list(ends):
+                    if await reader.position(tp) >= ends[tp]:
+                        del ends[tp]
+        except KafkaError as exc:
+            raise _failure(exc, "replaying from Kafka") from exc
+        finally:
+            await reader.stop()
+
+
+class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
+    """One member's share of its group: the partitions' positions, kept across rebalances.
+
+    A Kafka rebalance revokes every partition, and a partition this member gets back would
+    restart from its committed offset, delivering again what was already returned. A
+    record is delivered again only to another member, so a kept partition resumes where
+    it was, unless another member committed further while it was away."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer = consumer
+        self.positions: dict[Any, int] = {}  # TopicPartition -> next offset to return
+        self.assigned = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        """Nothing to do: the positions stay here until the assignment shows what stays."""
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        try:
+            for tp in assigned:
+                kept = self.positions.get(tp)
+                if kept is not None:
+                    committed = await self.consumer.committed(tp)
+                    if committed is None or kept >= committed:
+                        self.consumer.seek(tp, kept)
+            self.positions = {tp: await self.consumer.position(tp) for tp in assigned}
+        finally:
+            self.assigned.set()
+
+
+class KafkaConsumer:
+    """A `Consumer` on Kafka. In a group, the broker assigns the partitions and stores the
+    committed positions; without one, it reads every partition of its topics from the
+    beginning (`earliest`) or the end (`latest`) and commits nothing."""
+
+    def __init__(
+        self, bus: KafkaBus, topics: Sequence[str], group: str | None, start: StartAt
+    ) -> None:
+        self.bus = bus
+        self.topics = tuple(topics)
+        self.group = group
+        self.start_at = start
+        self._consumer: Any = None
+        self._membership: _Membership | None = None
+        self._start_lock = asyncio.Lock()
+        self._closed = False
+
+    async def start(self) -> None:
+        """Connect and, in a group, return once this member holds its share of the
+        partitions, with every position settled. `BusUnavailable` after 30 s."""
+        if self._consumer is not None:
+            return
+        if self._closed:
+            raise BusError("the consumer is closed")
+        async with self._start_lock:
+            if self._consumer is not None:
+                return
+            try:
+                async with asyncio.timeout(_JOIN_TIMEOUT_S):
+                    self._consumer = await self._open()
+            except TimeoutError as exc:
+                raise BusUnavailable(
+                    f"no partitions from Kafka at {self.bus.bootstrap} "
+                    f"within {_JOIN_TIMEOUT_S:g} s (group {self.group!r})"
+                ) from exc
+            except KafkaError as exc:
+                raise _failure(exc, f"consuming from Kafka at {self.bus.bootstrap}") from exc
+            self.bus._consumers.add(self)
+
+    async def _open(self) -> Any:
+        partition_counts = await self.bus.ensure_topics(self.topics)
+        consumer = self.bus.aiokafka_consumer(self.group, self.start_at)
+        try:
+            if self.group is None:
+                consumer.assign(
+                    [TopicPartition(n, p) for n, c in partition_counts.items() for p in range(c)]
+                )
+                await consumer.start()
+                for tp in consumer.assignment():
+                    await consumer.position(tp)  # pins `latest` to the end as of now
+            else:
+                self._membership = _Membership(consumer)
+                consumer.subscribe(list(partition_counts), listener=self._membership)
+                await consumer.start()
+                await self._membership.assigned.wait()
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
+
+    async def fetch(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
+        """Up to `max_records` next records of the partitions this member holds now."""
+        await self.start()
+        try:
+            batches = await self._consumer.getmany(
+                timeout_ms=int(timeout_s * 1000), max_records=max_records
+            )
+        except KafkaError as exc:
+            raise _failure(exc, "fetching from Kafka") from exc
+        held = self._consumer.assignment()
+        records = []
+        for tp, messages in batches.items():
+            if tp in held and messages:
+                records += [self.bus._record(message) for message in messages]
+                if self._membership is not None:
+                    self._membership.positions[tp] = messages[-1].offset + 1
+        return records
+
+    async def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Store the positions after everything fetched, or the given next offsets of the
+        partitions this member still holds (others are skipped: they were revoked, and
+        their records go to another member). Waits while the broker is unreachable.
+        `BusError` when a rebalance took the partitions first."""
+        if self.group is None:
+            raise BusError("a consumer without a group has nothing to commit")
+        if self._closed:
+            raise BusError("the consumer is closed")
+        if self._consumer is None:
+            return  # nothing fetched, nothing to store
+        wanted = None
+        if offsets is not None:
+            held = self._consumer.assignment()
+            wanted = {
+                tp: next_offset
+                for (topic, partition), next_offset in offsets.items()
+                if (tp := TopicPartition(self.bus.broker_topic(topic), partition)) in held
+            }
+            if not wanted:
+                return
+        try:
+            await self._consumer.commit(wanted)
+        except CommitFailedError as exc:
+            raise BusError(
+                "commit refused: the group rebalanced, so these records will be delivered again"
+            ) from exc
+        except KafkaError as exc:
+            raise _failure(exc, "committing to Kafka") from exc
+
+    async def close(self) -> None:
+        """Leave the group (its other members take over these partitions)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.bus._consumers.discard(self)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
