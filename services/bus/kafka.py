@@ -46,15 +46,15 @@ def _failure(exc: KafkaError, doing: str) -> BusError:
     return kind(f"{doing} failed: {exc}")
 
 
-async def _abort(producer: Any, error: BusError) -> None:
-    """Stop `producer` without delivering what it still holds; its pending publishes fail
-    with `error`. aiokafka has no public way to do this (`stop()` waits for delivery,
-    forever while the broker is down), hence its internals."""
+async def _abort(producer: Any) -> None:
+    """Stop `producer` without delivering what it still holds; publishes still waiting on
+    it fail by their own timeout. aiokafka has no public way to do this (`stop()` waits
+    for delivery, forever while the broker is down), hence its internals."""
     sender_task = producer._sender.sender_task
     sender_task.cancel()
-    await asyncio.wait([sender_task])  # the request on the wire, if any, finishes first
-    producer._message_accumulator.fail_all(error)
-    await producer.stop()
+    await asyncio.wait([sender_task])  # a request already on the wire finishes first
+    producer._closed = True  # as `stop()` marks it
+    await producer.client.close()
 
 
 class KafkaBus:
@@ -115,7 +115,7 @@ class KafkaBus:
                 await asyncio.wait_for(producer.flush(), self.publish_timeout_s)
             except TimeoutError:
                 log.warning("closing the Kafka bus with undelivered records; they are dropped")
-            await _abort(producer, BusUnavailable("the bus closed before Kafka stored this"))
+            await _abort(producer)
         await asyncio.gather(*self._aborts)
         if self._admin is not None:
             await self._admin.close()
@@ -284,8 +284,7 @@ class KafkaBus:
         if producer is None or producer is not self._producer:
             return
         self._producer = None
-        error = BusUnavailable("dropped: a publish on the same Kafka producer failed")
-        task = asyncio.create_task(_abort(producer, error))
+        task = asyncio.create_task(_abort(producer))
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)
 
