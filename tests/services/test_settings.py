@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from services.bus import KafkaBus, bus_from_settings
 from services.settings import SettingsError, load_settings
 
 
@@ -32,6 +33,9 @@ def test_defaults_run_the_embedded_mode(monkeypatch: pytest.MonkeyPatch) -> None
         ("NGPU_BUS_PARTITIONS", "0"),
         ("NGPU_BUS_POLL_INTERVAL_S", "-1"),
         ("NGPU_LOG_LEVEL", "chatty"),
+        ("NGPU_KAFKA_NAMESPACE", "no spaces/"),
+        ("NGPU_KAFKA_REPLICATION_FACTOR", "0"),
+        ("NGPU_KAFKA_PUBLISH_TIMEOUT_S", "0"),
     ],
 )
 def test_invalid_values_name_the_variable(
@@ -47,6 +51,25 @@ def test_kafka_without_bootstrap_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("NGPU_KAFKA_BOOTSTRAP", " ")
     with pytest.raises(SettingsError, match="NGPU_KAFKA_BOOTSTRAP"):
         load_settings()
+
+
+def test_kafka_mode_builds_the_kafka_bus_from_its_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "NGPU_BUS": "kafka",
+        "NGPU_KAFKA_BOOTSTRAP": "kafka-1:9092,kafka-2:9092",
+        "NGPU_BUS_PARTITIONS": "12",
+        "NGPU_KAFKA_NAMESPACE": "staging.",
+        "NGPU_KAFKA_REPLICATION_FACTOR": "3",
+        "NGPU_KAFKA_PUBLISH_TIMEOUT_S": "2.5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    bus = bus_from_settings(load_settings())
+    assert isinstance(bus, KafkaBus)
+    assert bus.bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert (bus.partitions, bus.namespace) == (12, "staging.")
+    assert (bus.replication_factor, bus.publish_timeout_s) == (3, 2.5)
 
 
 def test_the_cli_stops_with_the_variable_named(tmp_path: Path) -> None:
