@@ -26,6 +26,7 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from services.bus import topology
 from services.bus.errors import BusError, BusUnavailable
@@ -38,12 +39,23 @@ _LINGER_MS = 2
 _JOIN_TIMEOUT_S = 30.0
 """How long a consumer's `start()` waits to connect and receive its partitions."""
 _TOPIC_POLL_S = 0.1
+"""How often a new topic's metadata is checked until every partition has a leader."""
 
 
 def _failure(exc: KafkaError, doing: str) -> BusError:
     """A Kafka error as the bus's: `BusUnavailable` when retrying later may succeed."""
     kind = BusUnavailable if exc.retriable else BusError
     return kind(f"{doing} failed: {exc}")
+
+
+def _check_sizes(items: list[Outgoing]) -> None:
+    """Refuse a record its topic would reject, before any record of the call is sent (a
+    delivery failure would cost the producer, and every publish sharing it)."""
+    for item in items:
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(item.key.encode(), item.value, [])
+        limit = topology.spec_for(item.topic).max_message_bytes
+        if size > limit:
+            raise BusError(f"a record of {size} bytes exceeds the {limit} bytes {item.topic} takes")
 
 
 async def _abort(producer: Any) -> None:
@@ -214,13 +226,15 @@ class KafkaBus:
 
     async def publish_many(self, records: Sequence[Outgoing]) -> list[Record]:
         """Send every record, then wait until the cluster acknowledged them all (in the
-        given order). Raises `BusUnavailable` after `publish_timeout_s`; nothing of a
-        failed call is acknowledged, and what was not yet sent is dropped."""
+        given order). Raises `BusUnavailable` after `publish_timeout_s`, `BusError` for a
+        record too large for its topic; nothing of a failed call is acknowledged, and what
+        was not yet sent is dropped."""
         items = list(records)
         if not items:
             return []
         if self._closed:
             raise BusError("the bus is closed")
+        _check_sizes(items)
         producer = None
         try:
             async with asyncio.timeout(self.publish_timeout_s):
@@ -233,11 +247,12 @@ class KafkaBus:
                 f"Kafka at {self.bootstrap} did not acknowledge within "
                 f"{self.publish_timeout_s:g} s; nothing was acknowledged"
             ) from exc
-        except (KafkaError, BusError) as exc:
+        except KafkaError as exc:
             self._abandon(producer)
-            if isinstance(exc, BusError):
-                raise
             raise _failure(exc, f"publishing to Kafka at {self.bootstrap}") from exc
+        except BusError:
+            self._abandon(producer)
+            raise
         return [
             Record(item.topic, meta.partition, meta.offset, item.key, item.value, meta.timestamp)
             for item, meta in zip(items, sent, strict=True)
@@ -260,6 +275,8 @@ class KafkaBus:
         if self._producer is not None:
             return self._producer
         async with self._producer_lock:
+            if self._closed:
+                raise BusError("the bus is closed")
             if self._producer is None:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.bootstrap,
@@ -339,9 +356,9 @@ class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped b
     """One member's share of its group: the partitions' positions, kept across rebalances.
 
     A Kafka rebalance revokes every partition, and a partition this member gets back would
-    restart from its committed offset, delivering again what was already returned. A
-    record is delivered again only to another member, so a kept partition resumes where
-    it was, unless another member committed further while it was away."""
+    restart from its committed offset, returning again what its caller already holds and
+    will still commit. So a kept partition resumes where this member was, unless another
+    member committed further while it was away (then that commit wins)."""
 
     def __init__(self, consumer: Any) -> None:
         self.consumer = consumer
@@ -384,10 +401,10 @@ class KafkaConsumer:
     async def start(self) -> None:
         """Connect and, in a group, return once this member holds its share of the
         partitions, with every position settled. `BusUnavailable` after 30 s."""
-        if self._consumer is not None:
-            return
         if self._closed:
             raise BusError("the consumer is closed")
+        if self._consumer is not None:
+            return
         async with self._start_lock:
             if self._consumer is not None:
                 return

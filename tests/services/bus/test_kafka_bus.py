@@ -108,3 +108,11 @@ async def test_a_task_event_with_a_large_body_goes_through(bus: KafkaBus) -> Non
     assert [r async for r in bus.replay([topics.TASKS])] == [stored]
     async with bus.consumer([topics.TASKS]) as consumer:
         assert [r.value for r in await _receive(consumer, {value})] == [value]
+
+
+async def test_a_record_too_large_for_its_topic_fails_its_call_alone(bus: KafkaBus) -> None:
+    small = Outgoing(topics.NODES, "node-1", b"small")
+    with pytest.raises(BusError, match="exceeds"):
+        await bus.publish_many([small, Outgoing(topics.NODES, "node-1", b"x" * (2 << 20))])
+    stored = await bus.publish_many([small])
+    assert [r async for r in bus.replay([topics.NODES])] == stored
