@@ -235,7 +235,12 @@ class ClusterState:
             "lost_at_s": None,
         }
         if old is None:
-            self._nodes[ev.node_id] = NodeState(node_id=ev.node_id, last_heartbeat_s=at, **fields)
+            # Dispatches folded before the node was known (topics replay in any order
+            # relative to each other) already hold its slots.
+            held = sum(1 for a in self._assignments.values() if a.node_id == ev.node_id)
+            self._nodes[ev.node_id] = NodeState(
+                node_id=ev.node_id, last_heartbeat_s=at, in_flight=held, **fields
+            )
             self._by_node[ev.node_id] = {}
         else:
             heartbeat = max(old.last_heartbeat_s, at)
@@ -284,6 +289,7 @@ class ClusterState:
             gpu_type=normalize_gpu_type(ev.gpu_type),
             gpu_count=ev.gpu_count,
             requested_s=at,
+            in_flight=sum(1 for a in self._assignments.values() if a.deployment_id == dep_id),
         )
         self._by_node[ev.node_id][dep_id] = None
         self._by_workspace.setdefault(ev.workspace_id, {})[dep_id] = None
@@ -446,8 +452,8 @@ class ClusterState:
             self._ws_in_flight.pop(a.workspace_id, None)
 
     def _count_slot(self, a: Assignment, delta: int) -> None:
-        # Clamped at zero: across topics a dispatch can be folded before its replica is
-        # known; the count then heals when the replica's tasks finish.
+        # A dispatch folded before its replica or node is known is counted when they
+        # appear (`_node_registered`, `_deployment_requested`); clamped at zero anyway.
         dep = self._deployments.get(a.deployment_id)
         if dep is not None:
             self._deployments[a.deployment_id] = replace(

@@ -138,6 +138,20 @@ def test_dispatch_takes_a_slot_and_completion_frees_it_with_stats() -> None:
     assert c.state.in_flight_by_workspace == {}
 
 
+def test_dispatches_folded_before_their_node_and_replica_still_hold_slots() -> None:
+    # On Kafka the tasks topic may replay before the nodes topic.
+    c = Cluster()
+    c.workspace("ws", concurrency=2)
+    d = dispatched("t1", "ws", "n1", "d1")
+    c.fold(submitted("t1", "ws"), d, t=1)
+    c.node("n1", ["RTX 4090"])
+    c.replica("d1", "n1", "ws")
+    assert c.state.nodes["n1"].in_flight == 1
+    assert c.state.deployments["d1"].in_flight == 1
+    c.fold(completed(d), t=3)
+    assert (c.state.nodes["n1"].in_flight, c.state.deployments["d1"].in_flight) == (0, 0)
+
+
 def test_latency_is_an_ewma() -> None:
     c = _cluster()
     state = ClusterState(ewma_alpha=0.5)
