@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
 from services.ingress.auth import Context, WorkspaceAuth
 from services.ingress.context import IngressContext
@@ -148,6 +149,13 @@ async def query_task_list(
     return _answer(DONE, "success", result_size=len(ids), taskIds=ids, **extra)
 
 
+def _behind(detail: TaskDetail | None, known: TaskStatus | None) -> bool:
+    """Whether the projected detail lags what the task follower knows of the task."""
+    if known is None:
+        return False
+    return detail is None or (known.ended and detail.state < TaskState.COMPLETED)
+
+
 async def _detailed(
     task_id: str, workspace: WorkspaceAuth, context: IngressContext
 ) -> JsonResponse:
@@ -155,8 +163,9 @@ async def _detailed(
     detail = await store.detail(task_id)
     known = tasks.status(task_id)
     waited = 0.0
-    # A task this ingress just accepted may not be projected yet: give the projector a moment.
-    while detail is None and known is not None and waited < _DETAIL_WAIT_S:
+    # What queryTask already answers (a task just accepted, or just ended) may not be
+    # projected yet: give the projector a moment, so the two never disagree.
+    while _behind(detail, known) and waited < _DETAIL_WAIT_S:
         await asyncio.sleep(0.05)
         waited += 0.05
         detail = await store.detail(task_id)
