@@ -250,9 +250,6 @@ class KafkaBus:
         except KafkaError as exc:
             self._abandon(producer)
             raise _failure(exc, f"publishing to Kafka at {self.bootstrap}") from exc
-        except BusError:
-            self._abandon(producer)
-            raise
         return [
             Record(item.topic, meta.partition, meta.offset, item.key, item.value, meta.timestamp)
             for item, meta in zip(items, sent, strict=True)
