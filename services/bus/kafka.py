@@ -42,6 +42,12 @@ _TOPIC_POLL_S = 0.1
 """How often a new topic's metadata is checked until every partition has a leader."""
 
 
+def _being_cancelled() -> bool:
+    """Whether the current task itself was asked to cancel (not an awaited future)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _failure(exc: KafkaError, doing: str) -> BusError:
     """A Kafka error as the bus's: `BusUnavailable` when retrying later may succeed."""
     kind = BusUnavailable if exc.retriable else BusError
@@ -250,6 +256,15 @@ class KafkaBus:
         except KafkaError as exc:
             self._abandon(producer)
             raise _failure(exc, f"publishing to Kafka at {self.bootstrap}") from exc
+        except asyncio.CancelledError as exc:
+            if _being_cancelled():
+                raise
+            # A delivery future cancelled under us (its producer was abandoned by another
+            # call's timeout): a failed publish, not a cancellation of the caller.
+            self._abandon(producer)
+            raise BusUnavailable(
+                f"the delivery to Kafka at {self.bootstrap} was abandoned; nothing was acknowledged"
+            ) from exc
         return [
             Record(item.topic, meta.partition, meta.offset, item.key, item.value, meta.timestamp)
             for item, meta in zip(items, sent, strict=True)
@@ -493,7 +508,13 @@ class KafkaConsumer:
         self._closed = True
         self.bus._consumers.discard(self)
         if self._consumer is not None:
-            await self._consumer.stop()
+            try:
+                await self._consumer.stop()
+            except asyncio.CancelledError:
+                # aiokafka's stop can surface the cancellation of its own fetch task (seen
+                # while the broker was down): that is not a cancellation of our caller.
+                if _being_cancelled():
+                    raise
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -104,6 +104,13 @@ class Leadership:
                 await runner.run()
             except NotLeaderError:
                 return  # stepping down: the term is being cancelled
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # stepping down
+                # Something it awaited was cancelled under it: a failure, not the end of
+                # the term (which would otherwise end silently while still leading).
+                log.exception("scheduler: runner was cancelled from inside; restarting it")
             except Exception:
                 # Its state may hold decisions that never became durable: start over.
                 log.exception("scheduler: runner failed; restarting it from the log")
