@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from events import Envelope, EventDecodeError, topics
 from projections.errors import StoreError
 from projections.writer import ProjectionWriter
-from services.bus import Bus, Consumer, Record, decode_record
+from services.bus import Bus, BusError, Consumer, Record, decode_record
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,13 @@ class Projector:
                 self.stats.skipped += skipped
                 if envelopes:
                     await self._write(envelopes)
-                await consumer.commit()
+                try:
+                    await consumer.commit()
+                except BusError as exc:
+                    # A rebalance took the partitions first: their new owner projects
+                    # these records again, which the tables absorb (idempotent).
+                    log.warning("projector commit refused, records will be redelivered: %s", exc)
+                    continue
                 self.stats.committed += len(records)
 
     async def _gather(self, consumer: Consumer) -> list[Record]:
