@@ -12,7 +12,7 @@ import pytest
 from tests.e2e.cluster import Cluster, cluster_env
 
 
-@pytest.fixture(scope="session", params=["embedded"])
+@pytest.fixture(scope="session", params=["embedded", "kafka"])
 def kafka_bootstrap(request: pytest.FixtureRequest) -> str | None:
     """None on the embedded log, else the bootstrap address of the session's broker."""
     if request.param == "embedded":
