@@ -117,15 +117,18 @@ wrk.headers["Authorization"] = "Bearer %s"
 """
 
 
-def completed_tasks(base: str) -> int:
-    response = httpx.get(f"{base}/v1/analytics/usage", headers={"Authorization": "Bearer bench"})
+def completed_tasks(base: str, admin_token: str = "bench") -> int:
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    response = httpx.get(f"{base}/v1/analytics/usage", headers=auth)
     return sum(row["tasks"] for row in response.json()["rows"])
 
 
-def wrk_rate(base: str, workspace_id: str, seconds: int, clients: int) -> dict[str, float]:
+def wrk_rate(
+    base: str, workspace_id: str, seconds: int, clients: int, admin_token: str = "bench"
+) -> dict[str, float]:
     """Async submissions driven by wrk (a C load generator, so the client takes little of
     the 2 cores); then the time until all of them completed."""
-    before = completed_tasks(base)
+    before = completed_tasks(base, admin_token)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % workspace_id)
     url = f"{base}/user/schedulingTask?paramUrl=echo"
@@ -140,7 +143,7 @@ def wrk_rate(base: str, workspace_id: str, seconds: int, clients: int) -> dict[s
     if failed:
         raise SystemExit(f"wrk saw errors: {failed}")
     rate = float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[1])
-    while completed_tasks(base) < before + total:
+    while completed_tasks(base, admin_token) < before + total:
         time.sleep(0.2)
     return {"submitted": total, "rate": rate, "drain_s": time.perf_counter() - started}
 

@@ -1,0 +1,166 @@
+"""Gateway benchmark on Kafka: a real broker (compose/kafka/broker), and the roles as
+separate processes (`ngpu serve`: ingress+projector on chdb, scheduler, two dispatchers),
+one node agent running the sample app with one replica of concurrency 64.
+
+- sync pass-through added latency: as bench_gateway.py (1 KB, sequential, interleaved
+  with direct calls to the container);
+- async submissions/s: wrk when installed, else httpx clients in this process;
+- submit-to-completed latency at a steady offered rate (open loop, default 200 tasks/s
+  for 20 s, no-op `/echo`): `TaskCompleted.occurred_at - TaskSubmitted.occurred_at`
+  of every task, read back from the log.
+
+Run: .venv/bin/python bench/bench_kafka.py [--sync 1000] [--rate 200] [--seconds 20]
+     [--clients 32] [--wrk-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from bench_gateway import async_rate, pct, sync_latency, wrk_rate  # noqa: E402
+
+from tests.e2e.cluster import ADMIN_TOKEN, Cluster, cluster_env, wait_for  # noqa: E402
+from tests.support.kafka import KafkaBroker  # noqa: E402
+
+WORKSPACE = {
+    "name": "bench-echo",
+    "image": "ngpu/sample:dev",
+    "command": [sys.executable, "-m", "services.sampleapp"],
+    "gpu": {"type": "RTX4090", "count": 1},
+    "ports": [8080],
+    "replicas": {"min": 1, "max": 1},
+    "concurrency": 64,
+    "timeout_s": 30,
+}
+
+
+def start_cluster(cluster: Cluster) -> tuple[str, str]:
+    """Start the cluster; its workspace ID and the container's URL once the replica is ready."""
+    cluster.start_control_plane()
+    cluster.start_node("bench")
+    created = httpx.post(f"{cluster.url}/v1/workspaces", json=WORKSPACE, headers=cluster.admin())
+    created.raise_for_status()
+    workspace_id = str(created.json()["workspace_id"])
+
+    def ready_port() -> int | None:
+        for node in cluster.nodes():
+            for deployment in node["deployments"]:
+                if deployment["workspace_id"] == workspace_id and deployment["state"] == "ready":
+                    return int(deployment["ports"]["8080"])
+        return None
+
+    port = wait_for(ready_port, 120, "the replica to be ready")
+    return workspace_id, f"http://127.0.0.1:{port}"
+
+
+async def steady_load(base: str, workspace_id: str, rate: int, seconds: int) -> list[str]:
+    """Submit `rate` tasks a second for `seconds` (open loop); returns the taskIDs."""
+    auth = {"Authorization": f"Bearer {workspace_id}"}
+    url = f"{base}/user/schedulingTask?paramUrl=echo"
+    ids: list[str] = []
+    async with httpx.AsyncClient(headers=auth, trust_env=False, timeout=60) as http:
+
+        async def one() -> None:
+            response = await http.post(url, json={"data": '{"n": 1}'})
+            ids.append(response.json()["taskID"])
+
+        pending = []
+        started = time.perf_counter()
+        for n in range(rate * seconds):
+            await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
+            pending.append(asyncio.create_task(one()))
+        await asyncio.gather(*pending)
+    return ids
+
+
+def completion_latency(cluster: Cluster, ids: list[str]) -> dict[str, float]:
+    wanted = set(ids)
+
+    def ended() -> dict[str, dict[str, datetime]] | None:
+        times: dict[str, dict[str, datetime]] = {}
+        for event in cluster.events():
+            if event["key"] in wanted and event["type"] in ("TaskSubmitted", "TaskCompleted"):
+                at = datetime.fromisoformat(event["occurred_at"])
+                times.setdefault(event["key"], {})[event["type"]] = at
+        done = [t for t in times.values() if "TaskCompleted" in t]
+        return times if len(done) == len(wanted) else None
+
+    times = wait_for(ended, 300, "every task of the steady load to complete")
+    latencies = [
+        (t["TaskCompleted"] - t["TaskSubmitted"]).total_seconds() * 1000 for t in times.values()
+    ]
+    return {"p50": statistics.median(latencies), "p99": pct(latencies, 99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sync", type=int, default=1000)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--async-tasks", type=int, default=5000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = KafkaBroker.start_in(Path(tmp) / "kafka")
+        env = cluster_env(
+            broker.bootstrap, NGPU_RATE_LIMIT_PER_S="0", NGPU_LOG_LEVEL="warning",
+            NGPU_HEARTBEAT_INTERVAL_S="1", NGPU_NODE_LOST_AFTER_S="10",
+        )  # fmt: skip
+        (Path(tmp) / "cluster").mkdir()
+        cluster = Cluster(Path(tmp) / "cluster", env)
+        try:
+            workspace_id, container = start_cluster(cluster)
+            base = cluster.url
+            sync = sync_latency(base, workspace_id, container, args.sync)
+            ids = asyncio.run(steady_load(base, workspace_id, args.rate, args.seconds))
+            latency = completion_latency(cluster, ids)
+            if shutil.which("wrk"):
+                client = "wrk"
+                rate = wrk_rate(base, workspace_id, args.wrk_seconds, args.clients, ADMIN_TOKEN)
+            else:
+                client = "httpx"
+                rate = asyncio.run(async_rate(base, workspace_id, args.async_tasks, args.clients))
+        finally:
+            cluster.stop()
+            broker.stop()
+    rows = [
+        ("direct call to the container, 1 KB, p50 / p99",
+         f"{sync['direct_p50']:.2f} / {sync['direct_p99']:.2f} ms"),
+        ("through the gateway (sync), 1 KB, p50 / p99",
+         f"{sync['gateway_p50']:.2f} / {sync['gateway_p99']:.2f} ms"),
+        ("added by the gateway, p50 / p99",
+         f"{sync['gateway_p50'] - sync['direct_p50']:.2f} / "
+         f"{sync['gateway_p99'] - sync['direct_p99']:.2f} ms"),
+        (f"submit-to-completed at {args.rate}/s for {args.seconds} s, p50 / p99",
+         f"{latency['p50']:.1f} / {latency['p99']:.1f} ms"),
+        (f"async submissions ({rate['submitted']:,.0f} from {args.clients} {client} clients)",
+         f"{rate['rate']:,.0f} /s"),
+        (f"until all {rate['submitted']:,.0f} completed", f"{rate['drain_s']:.1f} s"),
+    ]  # fmt: skip
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, Kafka broker from compose/kafka")  # fmt: skip
+    print()
+    print("| measure | result |")
+    print("|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
