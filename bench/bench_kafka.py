@@ -34,19 +34,10 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from bench_gateway import async_rate, pct, sync_latency, wrk_rate  # noqa: E402
 
-from tests.e2e.cluster import ADMIN_TOKEN, Cluster, cluster_env, wait_for  # noqa: E402
+from tests.e2e.cluster import ADMIN_TOKEN, Cluster, cluster_env, sample_workspace, wait_for  # noqa: E402
 from tests.support.kafka import KafkaBroker  # noqa: E402
 
-WORKSPACE = {
-    "name": "bench-echo",
-    "image": "ngpu/sample:dev",
-    "command": [sys.executable, "-m", "services.sampleapp"],
-    "gpu": {"type": "RTX4090", "count": 1},
-    "ports": [8080],
-    "replicas": {"min": 1, "max": 1},
-    "concurrency": 64,
-    "timeout_s": 30,
-}
+WORKSPACE = sample_workspace(name="bench-echo", replicas={"min": 1, "max": 1}, concurrency=64)
 
 
 def start_cluster(cluster: Cluster) -> tuple[str, str]:

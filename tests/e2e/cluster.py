@@ -28,6 +28,22 @@ DISPATCHERS = 2
 T = TypeVar("T")
 
 
+def sample_workspace(**overrides: Any) -> dict[str, Any]:
+    """A workspace body running the sample app (`services.sampleapp`) on one RTX 4090, two
+    replicas; `overrides` replace top-level fields."""
+    body: dict[str, Any] = {
+        "name": "sample",
+        "image": "ngpu/sample:dev",
+        "command": [sys.executable, "-m", "services.sampleapp"],
+        "gpu": {"type": "RTX 4090", "count": 1},
+        "ports": [8080],
+        "health_path": "/health",
+        "replicas": {"min": 2, "max": 2},
+        "timeout_s": 30,
+    }
+    return {**body, **overrides}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,7 +3,6 @@ a task that fails everywhere ends failed with a reason instead of hanging."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,17 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.cluster import Cluster, cluster_env, wait_for
+from tests.e2e.cluster import Cluster, cluster_env, sample_workspace, wait_for
 
-WORKSPACE = {
-    "name": "sample",
-    "image": "ngpu/sample:dev",
-    "command": [sys.executable, "-m", "services.sampleapp"],
-    "gpu": {"type": "RTX4090", "count": 1},
-    "ports": [8080],
-    "replicas": {"min": 2, "max": 2},
-    "timeout_s": 30,
-}
+WORKSPACE = sample_workspace()
 
 
 @pytest.fixture

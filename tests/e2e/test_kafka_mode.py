@@ -3,7 +3,6 @@ two scheduler workers with two dispatchers never double-book a slot."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -14,20 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.cluster import Cluster, cluster_env, wait_for
+from tests.e2e.cluster import Cluster, cluster_env, sample_workspace, wait_for
 from tests.support.kafka import KafkaBroker
 
 CONCURRENCY = 4
-WORKSPACE = {
-    "name": "echo",
-    "image": "ngpu/sample:dev",
-    "command": [sys.executable, "-m", "services.sampleapp"],
-    "gpu": {"type": "RTX4090", "count": 1},
-    "ports": [8080],
-    "replicas": {"min": 2, "max": 2},
-    "concurrency": CONCURRENCY,
-    "timeout_s": 30,
-}
+WORKSPACE = sample_workspace(name="echo", concurrency=CONCURRENCY)
 ACCEPTED = 202
 TERMINAL = {"TaskCompleted", "TaskFailed", "TaskCancelled", "TaskExpired"}
 

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
 import httpx
 
-from tests.e2e.cluster import Cluster, wait_for
+from tests.e2e.cluster import Cluster, sample_workspace, wait_for
 
-WORKSPACE = {
-    "name": "sample",
-    "image": "ngpu/sample:dev",
-    "command": [sys.executable, "-m", "services.sampleapp"],
-    "gpu": {"type": "RTX 4090", "count": 1},
-    "ports": [8080],
-    "health_path": "/health",
-    "replicas": {"min": 2, "max": 2},
-}
+WORKSPACE = sample_workspace()
 
 
 def _ready(node: dict[str, Any] | None, workspace_id: str) -> dict[str, Any] | None:
