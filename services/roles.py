@@ -190,7 +190,9 @@ async def run_roles(
             jobs["dispatcher"] = Dispatcher(
                 bus, policy, max_concurrency=settings.dispatcher_concurrency
             ).run()
-        await _supervise(jobs, server, stopping, on_ready, on_stop)
+        # Jobs that end by themselves once `stopping` is set (the rest are cancelled).
+        graceful = {"http", "scheduler"} if settings.bus == "kafka" else {"http"}
+        await _supervise(jobs, graceful, server, stopping, on_ready, on_stop)
 
 
 async def _ingress(
@@ -234,6 +236,7 @@ async def _scheduler(settings: Settings, bus: Bus, stopping: asyncio.Event) -> N
 
 async def _supervise(
     jobs: dict[str, Coroutine[Any, Any, None]],
+    graceful: set[str],
     server: _Server | None,
     stopping: asyncio.Event,
     on_ready: OnReady | None,
@@ -259,7 +262,7 @@ async def _supervise(
     if server is not None:
         server.should_exit = True
     for task in running:
-        if task.get_name() not in ("http", "scheduler"):
+        if task.get_name() not in graceful:
             task.cancel()
     for task in running:
         with contextlib.suppress(asyncio.CancelledError):

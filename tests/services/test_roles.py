@@ -4,6 +4,8 @@ misbehave, and the projector's consumer group per data dir."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +90,30 @@ def test_serve_refuses_before_starting_and_says_why(
     result = _serve(tmp_path, *args, **env)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--port", str(port),
+         "--data-dir", str(tmp_path)],
+        env=clean, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # hang guard: the test's own timeout
+            if b"listening on" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
