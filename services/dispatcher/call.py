@@ -9,7 +9,8 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from events import BodyEncoding, TaskCompleted, TaskDispatched, TaskFailed, utc_now
 
@@ -80,27 +81,33 @@ def failed(
     )  # fmt: skip
 
 
-def classify(exc: httpx.HTTPError) -> tuple[str, str]:
+_CHUNK_BYTES = 64 * 1024
+
+
+def classify(exc: aiohttp.ClientError | TimeoutError) -> tuple[str, str]:
     """(code, reason) of a transport failure; all of them are transient."""
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):
         return "timeout", f"the node did not answer in time ({type(exc).__name__})"
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return "node_refused", f"the node refused the connection: {exc}"
     return "node_error", f"the call to the node failed: {type(exc).__name__}: {exc}"
 
 
 async def call_node(
-    client: httpx.AsyncClient, dispatch: TaskDispatched, policy: CallPolicy
+    session: aiohttp.ClientSession, dispatch: TaskDispatched, policy: CallPolicy
 ) -> TaskCompleted | TaskFailed:
-    """Make the call; never raises for anything the node or the network does."""
+    """Make the call (`dispatch.timeout_s` bounds all of it); never raises for anything
+    the node or the network does."""
     started = utc_now()
     try:
-        async with client.stream(
-            "POST", target_url(dispatch), content=request_body(dispatch),
-            headers=headers_for(dispatch), timeout=dispatch.timeout_s,
+        # encoded=True: the validated path and query go out byte for byte, not re-quoted.
+        async with session.post(
+            URL(target_url(dispatch), encoded=True), data=request_body(dispatch),
+            headers=headers_for(dispatch), allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=dispatch.timeout_s),
         ) as response:  # fmt: skip
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
                 body += chunk
                 if len(body) > policy.max_response_bytes:
                     return failed(
@@ -108,10 +115,10 @@ async def call_node(
                         f"the container's response exceeds {policy.max_response_bytes} bytes",
                         transient=False, policy=policy,
                     )  # fmt: skip
-            content_type = response.headers.get("content-type", "application/octet-stream")
+            content_type = response.headers.get("Content-Type", "application/octet-stream")
             return completed(
-                dispatch, response.status_code, bytes(body), content_type, started, utc_now()
+                dispatch, response.status, bytes(body), content_type, started, utc_now()
             )
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         code, reason = classify(exc)
         return failed(dispatch, code, reason, transient=True, policy=policy)

@@ -11,7 +11,7 @@ import logging
 import time
 from collections import OrderedDict
 
-import httpx
+import aiohttp
 
 from events import EventDecodeError, TaskDispatched, is_terminal, topics
 from services.bus import Bus, BusError, Record, decode_record, publish_events
@@ -33,22 +33,24 @@ class Dispatcher:
         policy: CallPolicy | None = None,
         *,
         max_concurrency: int = 256,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.bus = bus
         self.policy = policy or CallPolicy()
         self.max_concurrency = max_concurrency
-        limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=64)
-        self.client = httpx.AsyncClient(limits=limits, transport=transport, trust_env=False)
         self.tracker = OffsetTracker()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._calls: set[asyncio.Task[None]] = set()
         # Tasks whose outcome is already in the log: a redelivered dispatch is not re-run.
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self.session: aiohttp.ClientSession  # opened by run(), inside the event loop
 
     async def run(self) -> None:
         consumer = self.bus.consumer([topics.TASKS], group=GROUP, start="earliest")
         last_commit = 0.0
+        # aiohttp, not httpx: httpx's pool checks every pooled connection on each request
+        # (a syscall each), which took most of a dispatcher's CPU with 64 open connections.
+        connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0)
+        self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         try:
             async with consumer:
                 while True:
@@ -66,7 +68,7 @@ class Dispatcher:
             for call in list(self._calls):
                 call.cancel()
             await asyncio.gather(*self._calls, return_exceptions=True)
-            await self.client.aclose()
+            await self.session.close()
 
     async def _take(self, record: Record) -> None:
         self.tracker.started(record.topic, record.partition, record.offset)
@@ -87,7 +89,7 @@ class Dispatcher:
 
     async def _dispatch(self, dispatch: TaskDispatched, record: Record) -> None:
         try:
-            outcome = await call_node(self.client, dispatch, self.policy)
+            outcome = await call_node(self.session, dispatch, self.policy)
             while True:
                 try:
                     await publish_events(self.bus, [outcome])

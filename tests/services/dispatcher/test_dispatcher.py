@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import aiohttp
 import orjson
 import pytest
 
@@ -41,7 +41,7 @@ def _port(app: tuple[subprocess.Popen[bytes], str]) -> int:
 
 
 async def test_a_call_passes_the_body_and_the_task_headers(app) -> None:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with aiohttp.ClientSession() as client:
         outcome = await call_node(client, _dispatch(_port(app), attempt=2), CallPolicy())
     assert isinstance(outcome, TaskCompleted) and outcome.status_code == 200
     answer = orjson.loads(outcome.response_body)
@@ -53,13 +53,13 @@ async def test_a_call_passes_the_body_and_the_task_headers(app) -> None:  # type
 
 async def test_the_body_arrives_unchanged(app) -> None:  # type: ignore[no-untyped-def]
     body = '{"b": [1, 2], "a": "ünïcode", "z": null}'
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with aiohttp.ClientSession() as client:
         outcome = await call_node(client, _dispatch(_port(app), "/echo", body), CallPolicy())
     assert isinstance(outcome, TaskCompleted) and outcome.response_body == body
 
 
 async def test_http_errors_of_the_container_are_passed_through(app) -> None:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with aiohttp.ClientSession() as client:
         outcome = await call_node(client, _dispatch(_port(app), "/fail?status=500"), CallPolicy())
     assert isinstance(outcome, TaskCompleted) and outcome.status_code == 500
 
@@ -74,7 +74,7 @@ async def test_http_errors_of_the_container_are_passed_through(app) -> None:  # 
 async def test_timeouts_fail_retryably_until_attempts_run_out(  # type: ignore[no-untyped-def]
     app, path: str, timeout_s: float, attempt: int, code: str, retryable: bool
 ) -> None:
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with aiohttp.ClientSession() as client:
         outcome = await call_node(
             client, _dispatch(_port(app), path, timeout_s=timeout_s, attempt=attempt), CallPolicy()
         )
@@ -83,7 +83,7 @@ async def test_timeouts_fail_retryably_until_attempts_run_out(  # type: ignore[n
 
 
 async def test_a_refusing_node_fails_retryably() -> None:
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with aiohttp.ClientSession() as client:
         outcome = await call_node(client, _dispatch(free_port()), CallPolicy())
     assert isinstance(outcome, TaskFailed)
     assert (outcome.code, outcome.retryable) == ("node_refused", True)
@@ -91,7 +91,7 @@ async def test_a_refusing_node_fails_retryably() -> None:
 
 async def test_oversized_responses_fail_for_good(app) -> None:  # type: ignore[no-untyped-def]
     body = '"' + "x" * 5000 + '"'
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with aiohttp.ClientSession() as client:
         outcome = await call_node(
             client, _dispatch(_port(app), "/echo", body), CallPolicy(max_response_bytes=1024)
         )
@@ -155,7 +155,7 @@ async def test_bytes_that_are_not_utf8_travel_as_base64(app) -> None:  # type: i
         _port(app), "/echo", base64.b64encode(raw).decode(), body_encoding="base64",
         content_type="application/octet-stream",
     )  # fmt: skip
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with aiohttp.ClientSession() as client:
         outcome = await call_node(client, dispatch, CallPolicy())
     assert isinstance(outcome, TaskCompleted) and outcome.body_encoding == "base64"
     assert base64.b64decode(outcome.response_body) == raw
