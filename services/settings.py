@@ -153,6 +153,22 @@ class Settings(BaseSettings):
             raise ValueError("NGPU_KAFKA_BOOTSTRAP is required when NGPU_BUS=kafka")
         return self
 
+    @model_validator(mode="after")
+    def _bodies_fit_kafka_records(self) -> Settings:
+        if self.bus != "kafka":
+            return self
+        from services.bus.topology import TASKS_MAX_MESSAGE_BYTES
+
+        # A body travels inside one task event, base64-encoded in the worst case.
+        fits = (TASKS_MAX_MESSAGE_BYTES - (64 << 10)) * 3 // 4
+        for name in ("max_body_bytes", "max_response_bytes"):
+            if getattr(self, name) > fits:
+                raise ValueError(
+                    f"NGPU_{name.upper()} must be at most {fits} with NGPU_BUS=kafka: a "
+                    "body larger than that does not fit in one record of the tasks topic"
+                )
+        return self
+
     @property
     def bus_path(self) -> Path:
         """The embedded bus's SQLite file."""

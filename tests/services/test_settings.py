@@ -53,6 +53,19 @@ def test_kafka_without_bootstrap_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
         load_settings()
 
 
+@pytest.mark.parametrize("variable", ["NGPU_MAX_BODY_BYTES", "NGPU_MAX_RESPONSE_BYTES"])
+def test_on_kafka_bodies_must_fit_a_task_record(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, str(16 << 20))
+    load_settings()  # the embedded log takes it
+    monkeypatch.setenv("NGPU_BUS", "kafka")
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
+    monkeypatch.setenv(variable, str(8 << 20))
+    load_settings()
+
+
 def test_kafka_mode_builds_the_kafka_bus_from_its_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
