@@ -6,7 +6,7 @@ import itertools
 import secrets
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 _WORKER = secrets.randbelow(1 << 10)
 _SEQUENCE = itertools.count()
@@ -19,6 +19,14 @@ def new_task_id(now: datetime) -> str:
     contract's `20240411_13_36_11_922124`; the random digits keep ids from several
     ingress processes in the same microsecond apart."""
     return f"{now:%Y%m%d_%H_%M_%S}_{now.microsecond:06d}{secrets.randbelow(10_000):04d}"
+
+
+def issued_at(task_id: str) -> datetime | None:
+    """When `task_id` was issued (UTC, to the second), or None if it is not shaped like one."""
+    try:
+        return datetime.strptime(task_id[:17], "%Y%m%d_%H_%M_%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def new_task_seq() -> int:

@@ -70,6 +70,8 @@ class Cluster:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     schedulers: int = 1
+    more_ingress_ports: list[int] = field(default_factory=list)
+    """On Kafka: ingress+projector processes beyond the first, each with its own chdb."""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -100,6 +102,8 @@ class Cluster:
             wait_for(self._healthy, 60, "the control plane to answer")
             return
         groups = [("ingress,projector", "ingress", ["--port", str(self.port)])]
+        groups += [("ingress,projector", f"ingress-{port}", ["--port", str(port)])
+                   for port in self.more_ingress_ports]  # fmt: skip
         groups += [("scheduler", f"scheduler-{n}", []) for n in range(1, self.schedulers + 1)]
         groups += [("dispatcher", f"dispatcher-{n}", []) for n in range(1, DISPATCHERS + 1)]
         for roles, name, args in groups:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.cluster import Cluster, cluster_env, sample_workspace, wait_for
+from tests.e2e.cluster import Cluster, cluster_env, free_port, sample_workspace, wait_for
 from tests.support.kafka import KafkaBroker
 
 CONCURRENCY = 4
@@ -172,3 +172,29 @@ def _most_in_flight_per_node(events: list[dict[str, Any]]) -> int:
         elif event["type"] in TERMINAL and event["key"] in node_of:
             in_flight[node_of.pop(event["key"])] -= 1
     return most
+
+
+def test_any_ingress_answers_sync_calls_and_knows_every_task(
+    tmp_path: Path, kafka_broker: KafkaBroker
+) -> None:
+    second = free_port()
+    cluster = Cluster(tmp_path, cluster_env(kafka_broker.bootstrap), more_ingress_ports=[second])
+    try:
+        workspace_id = _start(cluster)
+        headers = {"Authorization": f"Bearer {workspace_id}"}
+        first_url, second_url = cluster.url, f"http://127.0.0.1:{second}"
+        for url in (first_url, second_url):
+            sync = httpx.post(f"{url}/user/echo", json={"data": url}, headers=headers, timeout=60)
+            assert sync.status_code == 200, sync.text
+            assert sync.json()["result_code"] == 200 and url in sync.json()["data"]
+        first = httpx.Client(base_url=first_url, headers=headers, timeout=30)
+        other = httpx.Client(base_url=second_url, headers=headers, timeout=30)
+        with first, other:
+            code, task_id = _submit(first, 1)
+            assert code == ACCEPTED and task_id
+            assert wait_for(lambda: _outcome(other, task_id), 60, "the task, on the other") == 200
+            detail = other.get(f"/user/getDetailed?taskID={task_id}").json()
+            assert detail["taskInfo"]["state"] == 3
+            assert task_id in other.get("/user/queryTaskList").json()["taskIds"]
+    finally:
+        cluster.stop()

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from events import utc_now
 from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
 from services.ingress.auth import Context, WorkspaceAuth
@@ -27,11 +28,14 @@ from services.ingress.results import DONE, IN_PROGRESS, contract_body, http_stat
 from services.ingress.store import TaskStore
 from services.ingress.submission import check_caller, parse_body, submission, target_port
 from services.ingress.taskfollower import TaskFollower
+from services.ingress.taskids import issued_at
 from services.ingress.taskview import TaskStatus
 
 router = APIRouter(tags=["NGPU API"])
 RESERVED = frozenset({"schedulingTask", "queryTask", "queryTaskList", "getDetailed"})
 _DETAIL_WAIT_S = 2.0
+_FRESH_S = 10.0
+"""A taskID issued this recently may still be on its way from the log to this ingress."""
 
 
 def _answer(result_code: int, msg: str, **fields: Any) -> JsonResponse:
@@ -91,6 +95,8 @@ async def _query_task(
 ) -> JsonResponse:
     tasks, store = _served(context)
     status = tasks.status(task_id) or await store.status(task_id)
+    if status is None and await _seen_soon(task_id, tasks):
+        status = tasks.status(task_id)
     if status is None or status.workspace_id != workspace.registered.workspace_id:
         raise NotFound(f"unknown task {task_id!r}", field="taskID")
     code, msg, data = outcome(status)
@@ -149,6 +155,19 @@ async def query_task_list(
     return _answer(DONE, "success", result_size=len(ids), taskIds=ids, **extra)
 
 
+async def _seen_soon(task_id: str, tasks: TaskFollower) -> bool:
+    """For a taskID issued moments ago that this ingress has not seen (another ingress
+    accepted it), wait briefly for it to arrive from the log; whether it did."""
+    issued = issued_at(task_id)
+    if issued is None or abs((utc_now() - issued).total_seconds()) > _FRESH_S:
+        return False
+    waited = 0.0
+    while tasks.status(task_id) is None and waited < _DETAIL_WAIT_S:
+        await asyncio.sleep(0.05)
+        waited += 0.05
+    return tasks.status(task_id) is not None
+
+
 def _behind(detail: TaskDetail | None, known: TaskStatus | None) -> bool:
     """Whether the projected detail lags what the task follower knows of the task."""
     if known is None:
@@ -162,6 +181,8 @@ async def _detailed(
     tasks, store = _served(context)
     detail = await store.detail(task_id)
     known = tasks.status(task_id)
+    if detail is None and known is None and await _seen_soon(task_id, tasks):
+        known = tasks.status(task_id)
     waited = 0.0
     # What queryTask already answers (a task just accepted, or just ended) may not be
     # projected yet: give the projector a moment, so the two never disagree.

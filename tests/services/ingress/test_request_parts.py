@@ -14,7 +14,7 @@ from services.ingress.paramurl import container_path
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.routers.ngpu import outcome, parse_bound
 from services.ingress.submission import parse_body
-from services.ingress.taskids import new_task_id, new_task_seq
+from services.ingress.taskids import issued_at, new_task_id, new_task_seq
 from services.ingress.taskview import TaskView
 
 
@@ -90,6 +90,8 @@ def test_task_ids_have_the_contract_shape_and_differ() -> None:
     assert all(re.fullmatch(r"20240411_13_36_11_922124\d{4}", i) for i in ids)
     seqs = [new_task_seq() for _ in range(5000)]
     assert len(set(seqs)) == 5000 and all(0 < s < 2**63 for s in seqs)
+    assert issued_at(ids.pop()) == now.replace(microsecond=0)
+    assert issued_at("not-a-task-id") is None and issued_at("20241399_00_00_00_1") is None
 
 
 def test_rate_limiter_refills_at_its_rate() -> None:
