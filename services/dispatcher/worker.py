@@ -42,6 +42,9 @@ class Dispatcher:
         self._calls: set[asyncio.Task[None]] = set()
         # Tasks whose outcome is already in the log: a redelivered dispatch is not re-run.
         self._ended: OrderedDict[str, None] = OrderedDict()
+        # (task, attempt) pairs this process has called: a second `TaskDispatched` for the
+        # same attempt (a stale scheduler leader's, or a redelivery) is not called again.
+        self._started: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.session: aiohttp.ClientSession  # opened by run(), inside the event loop
 
     async def run(self) -> None:
@@ -79,7 +82,11 @@ class Dispatcher:
             event = None
         if event is not None and is_terminal(event):
             self._remember_end(getattr(event, "task_id", ""))
-        if not isinstance(event, TaskDispatched) or event.task_id in self._ended:
+        if (
+            not isinstance(event, TaskDispatched)
+            or event.task_id in self._ended
+            or not _first_time(self._started, (event.task_id, event.attempt))
+        ):
             self.tracker.finished(record.topic, record.partition, record.offset)
             return
         await self._slots.acquire()
@@ -105,3 +112,13 @@ class Dispatcher:
         self._ended[task_id] = None
         if len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)
+
+
+def _first_time(seen: OrderedDict[tuple[str, int], None], key: tuple[str, int]) -> bool:
+    """Record `key` in `seen` (the oldest forgotten past `_ENDED_MEMORY`); whether it was new."""
+    if key in seen:
+        return False
+    seen[key] = None
+    if len(seen) > _ENDED_MEMORY:
+        seen.popitem(last=False)
+    return True

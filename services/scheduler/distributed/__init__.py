@@ -39,11 +39,13 @@ the coordinator again. What limits the damage:
   revocation reaches the event loop, and a publish already started is bounded by
   `NGPU_KAFKA_PUBLISH_TIMEOUT_S` (`KafkaBus` drops what it has not sent by then);
 - `ClusterState` ignores a second `TaskDispatched` for an attempt already dispatched, and
-  per task the log order decides which one counts, so every fold agrees; but the
-  dispatcher only skips dispatches of tasks that have already ended, so it would call the
-  node for both, with the same `X-NGPU-Task-ID` and `X-NGPU-Attempt` (the container can
-  tell); the first terminal event wins. The zombie's dispatches to a node whose slots the
-  new leader filled overbook that node until they finish.
+  per task the log order decides which one counts, so every fold agrees; the dispatcher
+  that holds the task's partition calls the node once per (task, attempt), so a second
+  dispatch of the same attempt is not called (after a rebalance moved the partition, the
+  new holder may call it again, with the same `X-NGPU-Task-ID` and `X-NGPU-Attempt`);
+  the first terminal event wins. The zombie's dispatches of tasks the new leader has
+  not dispatched yet (or to a node whose slots it filled) can still overbook a node
+  until they finish.
 Closing the window needs fencing at the broker: a transactional producer with one
 `transactional.id` per app (a new leader's `init_transactions` fences the old one's
 writes) and `read_committed` consumers; `KafkaBus` has neither today.

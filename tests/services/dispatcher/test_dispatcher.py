@@ -26,10 +26,10 @@ def app() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 
 def _dispatch(
     port: int, path: str = "/img2img", body: str = '{"prompt": "a cat"}', attempt: int = 1,
-    timeout_s: float = 10.0, **extra: object,
+    timeout_s: float = 10.0, task_id: str = "20240411_13_36_11_9221240001", **extra: object,
 ) -> TaskDispatched:  # fmt: skip
     return TaskDispatched(
-        task_id="20240411_13_36_11_9221240001", workspace_id="w", attempt=attempt,
+        task_id=task_id, workspace_id="w", attempt=attempt,
         node_id="node-a", node_ip="127.0.0.1", node_address="0x" + "a" * 40,
         deployment_id="dep", host_port=port, param_url=path, request_body=body,
         timeout_s=timeout_s, gpu_type="RTX4090", gpu_count=2, **extra,  # type: ignore[arg-type]
@@ -125,7 +125,9 @@ async def test_the_worker_publishes_outcomes_and_commits_after_them(  # type: ig
     async with EmbeddedBus(tmp_path / "bus.sqlite3", poll_interval_s=0.05) as bus:
         dispatcher = Dispatcher(bus, CallPolicy())
         running = asyncio.create_task(dispatcher.run())
-        await publish_events(bus, [_dispatch(_port(app)), _dispatch(free_port(), attempt=1)])
+        await publish_events(
+            bus, [_dispatch(_port(app)), _dispatch(free_port(), task_id="20240411_13_36_11_2")]
+        )
 
         async def outcomes() -> list[object]:
             events = [decode_record(r).event async for r in bus.replay([topics.TASKS])]
@@ -159,3 +161,23 @@ async def test_bytes_that_are_not_utf8_travel_as_base64(app) -> None:  # type: i
         outcome = await call_node(client, dispatch, CallPolicy())
     assert isinstance(outcome, TaskCompleted) and outcome.body_encoding == "base64"
     assert base64.b64decode(outcome.response_body) == raw
+
+
+async def test_a_second_dispatch_of_the_same_attempt_is_not_called(  # type: ignore[no-untyped-def]
+    app, tmp_path: Path
+) -> None:
+    async with EmbeddedBus(tmp_path / "bus.sqlite3", poll_interval_s=0.05) as bus:
+        dispatcher = Dispatcher(bus, CallPolicy())
+        running = asyncio.create_task(dispatcher.run())
+        once = _dispatch(_port(app), "/echo", '"once"')
+        stored = await publish_events(bus, [once, once, _dispatch(_port(app), attempt=2)])
+        last = stored[-1]
+        handled = (last.topic, last.partition)
+        async with asyncio.timeout(30):  # hang guard: until all three records are handled
+            while dispatcher.tracker.committable().get(handled, 0) <= last.offset:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        events = [decode_record(r).event async for r in bus.replay([topics.TASKS])]
+        attempts = [e.attempt for e in events if isinstance(e, TaskCompleted)]
+        assert sorted(attempts) == [1, 2]
