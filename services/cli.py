@@ -208,8 +208,14 @@ def serve_command(
         typer.echo(f"ngpu serve: {exc}", err=True)
         raise typer.Exit(2) from exc
     _configure_logging(settings.log_level)
-    with contextlib.suppress(KeyboardInterrupt):
-        run_loop(_serve(settings, chosen, creds))
+    from services.bus import BusError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_loop(_serve(settings, chosen, creds))
+    except BusError as exc:  # e.g. Kafka unreachable at start: say so, without a traceback
+        typer.echo(f"ngpu serve: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def _serve_credentials(settings: Settings) -> Credentials:

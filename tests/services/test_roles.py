@@ -71,6 +71,16 @@ def _serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
+def test_serve_says_when_kafka_cannot_be_reached(tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there
+    result = _serve(tmp_path, "--roles", "dispatcher", NGPU_BUS="kafka",
+                    NGPU_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}")  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ngpu serve: ") and f"127.0.0.1:{port}" in last
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
