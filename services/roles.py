@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import signal
-import socket
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, cast, get_args
+from urllib.parse import urlsplit
 
 import uvicorn
 from clickhouse_connect.driver.client import Client
@@ -126,13 +127,20 @@ def check_roles(settings: Settings, roles: frozenset[Role]) -> None:
 
 def projector_group(settings: Settings) -> str:
     """The projector's consumer group: one group for a ClickHouse server (the projector
-    processes share its work); with chdb, every data dir is a full copy of the
-    projections, so each gets a group of its own (stable across restarts)."""
+    processes share its work). With chdb every store is a full copy of the projections,
+    so each gets a group of its own, named in a file inside the store: stable across
+    restarts, and new when the store is new (a wiped store replays the whole log instead
+    of resuming where the old one stopped)."""
     dsn = settings.resolved_clickhouse_dsn
     if not dsn.startswith("chdb:"):
         return PROJECTOR_GROUP
-    where = f"{socket.gethostname()}:{dsn}".encode()
-    return f"{PROJECTOR_GROUP}-{hashlib.sha256(where).hexdigest()[:12]}"
+    marker = Path(urlsplit(dsn).path) / "ngpu-projector-group"
+    if marker.exists():
+        return marker.read_text().strip()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    group = f"{PROJECTOR_GROUP}-{uuid.uuid4().hex[:12]}"
+    marker.write_text(group + "\n")
+    return group
 
 
 OnReady = Callable[[], Coroutine[Any, Any, None] | None]

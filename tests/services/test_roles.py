@@ -4,6 +4,7 @@ misbehave, and the projector's consumer group per data dir."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,6 +62,8 @@ def test_projectors_share_a_group_on_a_server_and_not_on_chdb(tmp_path: Path) ->
     assert one.startswith("projector-")
     assert one == projector_group(_settings(tmp_path / "a"))
     assert one != projector_group(_settings(tmp_path / "b"))
+    shutil.rmtree(tmp_path / "a" / "clickhouse")  # a wiped store starts from the beginning
+    assert projector_group(_settings(tmp_path / "a")) not in (one, "projector")
 
 
 def _serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
