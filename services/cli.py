@@ -295,6 +295,11 @@ def _configure_logging(level: str) -> None:
     )
     # One line per HTTP call (heartbeats, health checks) drowns everything else.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # So does aiokafka's retry loop while the broker is away (~10 lines a second).
+    from services.logfilter import RepeatFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter(("aiokafka",)))
 
 
 def main() -> None:
