@@ -149,12 +149,7 @@ def wrk_rate(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sync", type=int, default=1000)
-    parser.add_argument("--async-tasks", type=int, default=5000)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--wrk-seconds", type=int, default=10)
-    args = parser.parse_args()
+    args = load_arguments().parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         process = start(Path(tmp), port)
@@ -185,8 +180,22 @@ def main() -> None:
          f"{rate['rate']:,.0f} /s"),
         (f"until all {rate['submitted']:,.0f} completed", f"{rate['drain_s']:.1f} s"),
     ]  # fmt: skip
+    print_report(rows)
+
+
+def load_arguments(**defaults: int) -> argparse.ArgumentParser:
+    """The options both gateway benches take, plus `defaults` (name: default) of their own."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    options = {"sync": 1000, "async_tasks": 5000, "clients": 32, "wrk_seconds": 10, **defaults}
+    for name, default in options.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
+    return parser
+
+
+def print_report(rows: list[tuple[str, str]], setup: str = "") -> None:
+    """The machine line and a markdown table of (measure, result)."""
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    print(f"Machine: {machine}, Python {platform.python_version()}")
+    print(f"Machine: {machine}, Python {platform.python_version()}{setup}")
     print()
     print("| measure | result |")
     print("|---|---|")

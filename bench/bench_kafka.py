@@ -15,10 +15,7 @@ Run: .venv/bin/python bench/bench_kafka.py [--sync 1000] [--rate 200] [--seconds
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -32,7 +29,14 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from bench_gateway import async_rate, pct, sync_latency, wrk_rate  # noqa: E402
+from bench_gateway import (  # noqa: E402
+    async_rate,
+    load_arguments,
+    pct,
+    print_report,
+    sync_latency,
+    wrk_rate,
+)
 
 from tests.e2e.cluster import ADMIN_TOKEN, Cluster, cluster_env, sample_workspace, wait_for  # noqa: E402
 from tests.support.kafka import KafkaBroker  # noqa: E402
@@ -99,13 +103,8 @@ def completion_latency(cluster: Cluster, ids: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sync", type=int, default=1000)
-    parser.add_argument("--rate", type=int, default=200)
-    parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--async-tasks", type=int, default=5000)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser = load_arguments(rate=200, seconds=20)
+    parser.description = __doc__
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         broker = KafkaBroker.start_in(Path(tmp) / "kafka")
@@ -144,13 +143,7 @@ def main() -> None:
          f"{rate['rate']:,.0f} /s"),
         (f"until all {rate['submitted']:,.0f} completed", f"{rate['drain_s']:.1f} s"),
     ]  # fmt: skip
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, Kafka broker from compose/kafka")  # fmt: skip
-    print()
-    print("| measure | result |")
-    print("|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print_report(rows, ", Kafka broker from compose/kafka")
 
 
 if __name__ == "__main__":
