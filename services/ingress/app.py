@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import ClientDisconnect
 
+from services.ingress.auth import WORKSPACE_SECURITY_SCHEME
 from services.ingress.context import IngressContext
 from services.ingress.errors import ApiError
 from services.ingress.limits import BodyLimitMiddleware
@@ -86,8 +87,23 @@ def create_app(context: IngressContext) -> FastAPI:
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
 
+    app.include_router(ngpu.router)  # first: the hottest routes are matched first
     app.include_router(workspaces.router)
     app.include_router(nodes.router)
     app.include_router(analytics.router)
-    app.include_router(ngpu.router)
+    _document_security(app)
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Add the workspace bearer scheme the NGPU routes' `openapi_extra` refers to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {})
+            components.setdefault("securitySchemes", {}).update(WORKSPACE_SECURITY_SCHEME)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from events import utc_now
 from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
-from services.ingress.auth import Context, WorkspaceAuth
+from services.ingress.auth import WORKSPACE_SECURITY_SCHEME, Context, WorkspaceAuth
 from services.ingress.context import IngressContext
 from services.ingress.errors import (
     BadRequest,
@@ -70,18 +70,34 @@ def _served(context: IngressContext) -> tuple[TaskFollower, TaskStore]:
     return context.tasks, context.store
 
 
-@router.post("/user/schedulingTask")
-async def scheduling_task(
-    request: Request,
-    workspace: WorkspaceAuth,
-    context: Context,
-    paramUrl: str = Query(..., description="Path on the container, e.g. sdapi/v1/img2img."),
-    paramPort: str | None = Query(None, description="A declared container port."),
-) -> JsonResponse:
+def _docs(*params: tuple[str, bool, str]) -> dict[str, Any]:
+    """A route's `openapi_extra`: the workspace bearer it requires, and the query
+    parameters (name, required, description) it reads itself. The two submission routes,
+    the hottest, skip FastAPI's parameter resolution (about 15 µs a parameter, per
+    request); their own checks name the field in the 400."""
+    return {
+        "security": [{name: []} for name in WORKSPACE_SECURITY_SCHEME],
+        "parameters": [
+            {"name": name, "in": "query", "required": required, "description": description,
+             "schema": {"type": "string"}}
+            for name, required, description in params
+        ],
+    }  # fmt: skip
+
+
+_PARAM_PORT = ("paramPort", False, "A declared container port; default: the first one.")
+
+
+@router.post("/user/schedulingTask", openapi_extra=_docs(
+    ("paramUrl", True, "Path on the container, e.g. sdapi/v1/img2img."), _PARAM_PORT))  # fmt: skip
+async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Async mode: answers the taskID once `TaskSubmitted` is durable."""
+    context: IngressContext = request.app.state.context
     tasks, _ = _served(context)
     body = parse_body(await request.body())
-    target, port = container_path(paramUrl), target_port(workspace, paramPort)
+    query = request.query_params
+    target = container_path(query.get("paramUrl", ""))
+    port = target_port(workspace, query.get("paramPort"))
     await check_caller(context, workspace, body.btc_address)
     event = submission(context, request, workspace, body, mode="async", method="schedulingTask",
                        param_url=target, param_port=port)  # fmt: skip
@@ -103,7 +119,7 @@ async def _query_task(
     return _answer(code, msg, taskID=task_id, data=data)
 
 
-@router.get("/user/queryTask")
+@router.get("/user/queryTask", openapi_extra=_docs())
 async def query_task(
     workspace: WorkspaceAuth,
     context: Context,
@@ -136,7 +152,7 @@ def parse_bound(raw: str | None, default: datetime, *, end: bool, field: str) ->
     return start + timedelta(days=1) if end else start
 
 
-@router.get("/user/queryTaskList")
+@router.get("/user/queryTaskList", openapi_extra=_docs())
 async def query_task_list(
     workspace: WorkspaceAuth,
     context: Context,
@@ -195,7 +211,7 @@ async def _detailed(
     return _answer(DONE, "success", taskInfo=detail.task_info())
 
 
-@router.get("/user/getDetailed")
+@router.get("/user/getDetailed", openapi_extra=_docs())
 async def get_detailed(
     workspace: WorkspaceAuth,
     context: Context,
@@ -222,7 +238,7 @@ async def _check_address(address: str, context: IngressContext) -> JsonResponse:
     return JsonResponse(check.as_dict())
 
 
-@router.get("/brc20/checkAddress")
+@router.get("/brc20/checkAddress", openapi_extra=_docs())
 async def check_address(
     _: WorkspaceAuth, context: Context, address: str = Query(..., max_length=128)
 ) -> JsonResponse:
@@ -235,20 +251,16 @@ async def check_address_amp(address: str, _: WorkspaceAuth, context: Context) ->
     return await _check_address(address, context)
 
 
-@router.post("/user/{path:path}")
-async def synchronous(
-    path: str,
-    request: Request,
-    workspace: WorkspaceAuth,
-    context: Context,
-    paramPort: str | None = Query(None, description="A declared container port."),
-) -> JsonResponse:
+@router.post("/user/{path:path}", openapi_extra=_docs(_PARAM_PORT))
+async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Sync mode: forwards `data` to `path` on the container and answers its response."""
+    context: IngressContext = request.app.state.context
     tasks, _ = _served(context)
     if path in RESERVED:
         raise BadRequest(f"{path} is not called with POST", field="path")
     body = parse_body(await request.body())
-    target, port = container_path(path, field="path"), target_port(workspace, paramPort)
+    target = container_path(path, field="path")
+    port = target_port(workspace, request.query_params.get("paramPort"))
     await check_caller(context, workspace, body.btc_address)
     event = submission(context, request, workspace, body, mode="sync", method=path.strip("/"),
                        param_url=target, param_port=port)  # fmt: skip

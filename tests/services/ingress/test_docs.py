@@ -1,4 +1,4 @@
-"""The README documents the result codes the code uses."""
+"""What the docs say matches the code: README's result codes, the served OpenAPI."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 
 from services.ingress.results import RESULT_CODES
 from tests.conftest import REPO
+from tests.services.ingress.conftest import ControlPlane
 
 
 def test_readme_result_code_table_matches_the_code() -> None:
@@ -13,3 +14,29 @@ def test_readme_result_code_table_matches_the_code() -> None:
     section = readme.split("### Result codes", 1)[1].split("\n#", 1)[0]
     documented = {int(code) for code in re.findall(r"^\| (\d{3}) \|", section, re.M)}
     assert documented == set(RESULT_CODES)
+
+
+async def test_openapi_documents_the_ngpu_routes_parameters_and_bearer(
+    control_plane: ControlPlane,
+) -> None:
+    # The submission routes read their query parameters themselves (no FastAPI `Query`),
+    # so their documentation comes from `openapi_extra`: check it is served.
+    doc = (await control_plane.http.get("/openapi.json")).json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["WorkspaceID"] == {
+        "type": "http", "scheme": "bearer",
+        "description": "`Authorization: Bearer <Workspace ID>`",
+    }  # fmt: skip
+    expected = {
+        ("/user/schedulingTask", "post"): {"paramUrl": True, "paramPort": False},
+        ("/user/{path}", "post"): {"path": True, "paramPort": False},
+        ("/user/queryTask", "get"): {"taskID": True},
+        ("/user/queryTaskList", "get"): {"startTime": False, "endTime": False, "limit": False,
+                                         "cursor": False},
+        ("/user/getDetailed", "get"): {"taskID": True},
+        ("/brc20/checkAddress", "get"): {"address": True},
+    }  # fmt: skip
+    for (path, method), params in expected.items():
+        operation = doc["paths"][path][method]
+        assert operation["security"] == [{"WorkspaceID": []}], path
+        assert {p["name"]: p["required"] for p in operation["parameters"]} == params, path
