@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,10 +12,11 @@ from events.base import Event, utc_now
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One event with its metadata. `event_id` is unique per event (consumers that must be
-    idempotent dedupe on it); `occurred_at` is timezone-aware UTC."""
+    idempotent dedupe on it): 128 random bits in hex, like a uuid4's hex at a fifth of
+    its cost. `occurred_at` is timezone-aware UTC."""
 
     event: Event
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    event_id: str = field(default_factory=lambda: os.urandom(16).hex())
     occurred_at: datetime = field(default_factory=utc_now)
 
     @property
