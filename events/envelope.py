@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,11 +12,13 @@ from events.base import Event, utc_now
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One event with its metadata. `event_id` is unique per event (consumers that must be
-    idempotent dedupe on it): 128 random bits in hex, like a uuid4's hex at a fifth of
-    its cost. `occurred_at` is timezone-aware UTC."""
+    idempotent dedupe on it): 128 random bits in hex. They come from `random` (seeded from
+    the OS at start and in every forked child), not `os.urandom`: an id is no secret, and
+    `os.urandom` releases the GIL, which a busy worker thread may then keep for the 5 ms
+    switch interval. `occurred_at` is timezone-aware UTC."""
 
     event: Event
-    event_id: str = field(default_factory=lambda: os.urandom(16).hex())
+    event_id: str = field(default_factory=lambda: f"{random.getrandbits(128):032x}")
     occurred_at: datetime = field(default_factory=utc_now)
 
     @property
