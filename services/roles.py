@@ -28,7 +28,7 @@ from projections.projector import GROUP as PROJECTOR_GROUP
 from services.brc20 import Brc20Gate, provider_from_config
 from services.bus import Bus, bus_from_settings
 from services.dispatcher import CallPolicy, Dispatcher
-from services.ingress import DirectoryFollower, IngressContext, create_app
+from services.ingress import DirectoryFollower, IngressContext, create_app, server_config
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
 from services.ingress.taskfollower import TaskFollower
@@ -223,12 +223,7 @@ async def _ingress(
         store=TaskStore(client, DATABASE), gate=gate,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
     )  # fmt: skip
-    config = uvicorn.Config(
-        create_app(context), host=settings.host, port=settings.port,
-        log_level=settings.log_level, lifespan="off", access_log=False,
-        timeout_graceful_shutdown=5,
-    )  # fmt: skip
-    return _Server(config)
+    return _Server(server_config(create_app(context), settings))
 
 
 async def _scheduler(settings: Settings, bus: Bus, stopping: asyncio.Event) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import ClientDisconnect
@@ -15,6 +16,7 @@ from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.responses import JsonResponse
 from services.ingress.results import contract_body
 from services.ingress.routers import analytics, ngpu, nodes, workspaces
+from services.settings import Settings
 
 MANAGEMENT_BODY_LIMIT = 1 << 20
 
@@ -66,6 +68,16 @@ async def _client_left(_: Request, exc: Exception) -> Response:
     # The caller hung up before its body arrived: nobody is left to answer, and nothing
     # was published. (499 is the customary log code for it.)
     return Response(status_code=499)
+
+
+def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """How uvicorn serves the ingress. `proxy_headers` is off: the caller's IP is decided
+    by `NGPU_TRUSTED_PROXIES` alone (`services.ingress.clientip`), whereas uvicorn would
+    believe any `X-Forwarded-For` sent from 127.0.0.1 and rewrite the peer before we see it."""
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        lifespan="off", access_log=False, proxy_headers=False, timeout_graceful_shutdown=5,
+    )  # fmt: skip
 
 
 def create_app(context: IngressContext) -> FastAPI:
