@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,19 +113,16 @@ class Projector:
                 self.stats.committed += len(records)
 
     async def _gather(self, consumer: Consumer) -> list[Record]:
-        """A batch: what is there now, plus what arrives within `linger_s`, up to
+        """A batch: what is there now, then what arrived within `linger_s`, up to
         `batch_size`. Every insert has a fixed cost in CPU (about 5 ms per table in chdb,
-        competing with the other roles of the process), so fewer, larger batches win."""
+        competing with the other roles of the process), so fewer, larger batches win. The
+        linger is a sleep, not a wait on the log: in `ngpu up` the projector shares the
+        event loop with the roles a sync call waits on, and waking it for every record
+        cost them each a fetch."""
         records = await consumer.fetch(self.batch_size, timeout_s=self.fetch_timeout_s)
-        deadline = time.monotonic() + self.linger_s
-        while records and len(records) < self.batch_size:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            more = await consumer.fetch(self.batch_size - len(records), timeout_s=left)
-            if not more:
-                break
-            records += more
+        if records and len(records) < self.batch_size and self.linger_s > 0:
+            await asyncio.sleep(self.linger_s)
+            records += await consumer.fetch(self.batch_size - len(records), timeout_s=0)
         return records
 
     async def _write(self, envelopes: list[Envelope]) -> None:
