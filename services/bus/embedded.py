@@ -106,7 +106,7 @@ class EmbeddedBus:
         self._read_conn: sqlite3.Connection | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self._wakeups: dict[str, asyncio.Future[None]] = {}
         self._groups: dict[str, _Group] = {}
         self._closed = False
         self.stats = BusStats()
@@ -292,16 +292,18 @@ class EmbeddedBus:
             if len(self._tail) > 2 * _TAIL_RECORDS:
                 del self._tail[:-_TAIL_RECORDS]
         for topic in topics:
-            event = self._wakeups.pop(topic, None)
-            if event is not None:
-                event.set()
+            wakeup = self._wakeups.pop(topic, None)
+            if wakeup is not None and not wakeup.done():
+                wakeup.set_result(None)
 
-    def wakeup_for(self, topic: str) -> asyncio.Event:
-        """An event set on the next commit of a record to `topic` in this process."""
-        event = self._wakeups.get(topic)
-        if event is None:
-            event = self._wakeups[topic] = asyncio.Event()
-        return event
+    def wakeup_for(self, topic: str) -> asyncio.Future[None]:
+        """A future, shared by every caller, done on the next commit of a record to
+        `topic` in this process. Do not await it directly (a cancelled waiter would
+        cancel it for everyone): see `_wait_any`."""
+        wakeup = self._wakeups.get(topic)
+        if wakeup is None:
+            wakeup = self._wakeups[topic] = asyncio.get_running_loop().create_future()
+        return wakeup
 
     # reading -----------------------------------------------------------------------------
 
@@ -606,16 +608,29 @@ def _seq_before(conn: sqlite3.Connection, positions: dict[tuple[str, int], int])
     return int(lowest) - 1
 
 
-async def _wait_any(events: list[asyncio.Event], timeout_s: float) -> bool:
-    """Wait until one of `events` is set or `timeout_s` passes; True if one was set."""
-    if any(event.is_set() for event in events):
+async def _wait_any(wakeups: list[asyncio.Future[None]], timeout_s: float) -> bool:
+    """Wait until one of the shared `wakeups` is done or `timeout_s` passes; True if one
+    was. Callbacks and a timer on one private future: no task per wait (consumers wait
+    several times per task, and `asyncio.wait` over `Event.wait()` tasks cost each of
+    them tens of µs)."""
+    if any(wakeup.done() for wakeup in wakeups):
         return True
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[bool] = loop.create_future()
+
+    def settle(result: bool) -> None:
+        if not waiter.done():
+            waiter.set_result(result)
+
+    def woken(_: asyncio.Future[None]) -> None:
+        settle(True)
+
+    for wakeup in wakeups:
+        wakeup.add_done_callback(woken)
+    timer = loop.call_later(timeout_s, settle, False)
     try:
-        done, _ = await asyncio.wait(
-            waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
+        return await waiter
     finally:
-        for waiter in waiters:
-            waiter.cancel()
-    return bool(done)
+        timer.cancel()
+        for wakeup in wakeups:
+            wakeup.remove_done_callback(woken)
