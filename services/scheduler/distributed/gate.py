@@ -63,11 +63,14 @@ class LeaderGate:
 class TermBus:
     """A `Bus` over `inner` whose publishes go through `gate`, and whose consumers that
     read everything (no group, from the earliest record) are `CatchUpConsumer`s. The rest
-    is passed through; `start`/`close` do nothing: `inner` belongs to the caller."""
+    is passed through; `start`/`close` do nothing: `inner` belongs to the caller.
+    `published` counts the records its publishes stored, including those that completed
+    after their caller was cancelled."""
 
     def __init__(self, inner: Bus, gate: LeaderGate) -> None:
         self.inner = inner
         self.gate = gate
+        self.published = 0
 
     async def start(self) -> None:
         return None
@@ -76,10 +79,16 @@ class TermBus:
         return None
 
     async def publish(self, topic: str, key: str, value: bytes) -> Record:
-        return await self.gate.through(self.inner.publish(topic, key, value))
+        (record,) = await self.publish_many([Outgoing(topic, key, value)])
+        return record
 
     async def publish_many(self, records: Sequence[Outgoing]) -> list[Record]:
-        return await self.gate.through(self.inner.publish_many(records))
+        return await self.gate.through(self._counted(records))
+
+    async def _counted(self, records: Sequence[Outgoing]) -> list[Record]:
+        stored = await self.inner.publish_many(records)
+        self.published += len(stored)
+        return stored
 
     def consumer(
         self, topics: Sequence[str], group: str | None = None, start: StartAt = "earliest"

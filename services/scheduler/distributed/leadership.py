@@ -47,8 +47,7 @@ class Leadership:
         self.restart_delay_s = restart_delay_s
         self.runner_factory = runner_factory
         self.terms = 0
-        self._past_decisions = 0
-        self._runner: SchedulerRunner | None = None
+        self._term_buses: list[TermBus] = []
         self._gate: LeaderGate | None = None
         self._term: asyncio.Task[None] | None = None
         self._closed = False
@@ -60,8 +59,7 @@ class Leadership:
 
     @property
     def decisions(self) -> int:
-        current = self._runner.decisions if self._runner is not None else 0
-        return self._past_decisions + current
+        return sum(term_bus.published for term_bus in self._term_buses)
 
     def lead(self) -> None:
         """Begin a term unless one is running or `close()` was called."""
@@ -97,9 +95,12 @@ class Leadership:
         await self.step_down()
 
     async def _run_term(self, gate: LeaderGate) -> None:
+        # Counted where they are published: a publish under way when the term is
+        # cancelled still completes (see `LeaderGate.through`), after the runner is gone.
+        term_bus = TermBus(self.bus, gate)
+        self._term_buses.append(term_bus)
         while True:
-            runner = self.runner_factory(TermBus(self.bus, gate), self.settings)
-            self._runner = runner
+            runner = self.runner_factory(term_bus, self.settings)
             try:
                 await runner.run()
             except NotLeaderError:
@@ -114,7 +115,4 @@ class Leadership:
             except Exception:
                 # Its state may hold decisions that never became durable: start over.
                 log.exception("scheduler: runner failed; restarting it from the log")
-            finally:
-                self._past_decisions += runner.decisions
-                self._runner = None
             await asyncio.sleep(self.restart_delay_s)
