@@ -593,19 +593,26 @@ def _partition_ends(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
 
 
 def _seq_before(conn: sqlite3.Connection, positions: dict[tuple[str, int], int]) -> int:
-    """The largest seq below every record at or after the given partition positions."""
-    lowest: int | None = None
-    for (topic, partition), offset in positions.items():
-        row = conn.execute(
-            "SELECT MIN(seq) FROM records WHERE topic = ? AND partition = ? AND offset >= ?",
-            (topic, partition, offset),
-        ).fetchone()
-        if row[0] is not None:
-            lowest = row[0] if lowest is None else min(lowest, row[0])
-    if lowest is None:
-        (top,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()
-        return int(top)
-    return int(lowest) - 1
+    """The largest seq below every record at or after the given partition positions.
+    Read in one snapshot: a commit landing between its statements could otherwise put
+    new records below the answer (found by none of the per-partition queries, then
+    counted in the top), and a consumer starting beside a publisher would skip them."""
+    conn.execute("BEGIN")
+    try:
+        lowest: int | None = None
+        for (topic, partition), offset in positions.items():
+            row = conn.execute(
+                "SELECT MIN(seq) FROM records WHERE topic = ? AND partition = ? AND offset >= ?",
+                (topic, partition, offset),
+            ).fetchone()
+            if row[0] is not None:
+                lowest = row[0] if lowest is None else min(lowest, row[0])
+        if lowest is None:
+            (top,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()
+            return int(top)
+        return int(lowest) - 1
+    finally:
+        conn.execute("COMMIT")  # read only: this ends the snapshot
 
 
 async def _wait_any(wakeups: list[asyncio.Future[None]], timeout_s: float) -> bool:

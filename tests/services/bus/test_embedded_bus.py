@@ -4,11 +4,13 @@ an idle consumer that does not spin."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from services.bus import EmbeddedBus, Outgoing
+from services.bus.embedded import _seq_before
 
 
 async def test_log_and_commits_survive_reopening(tmp_path: Path) -> None:
@@ -65,3 +67,34 @@ async def test_idle_consumer_reads_the_log_only_at_the_poll_interval(tmp_path: P
             reads = bus.stats.reads - before
         # About five polls in one second; a busy loop would make thousands.
         assert 1 <= reads <= 12
+
+
+class _CommitsBetweenStatements:
+    """A real SQLite connection, and after its first `SELECT MIN(seq)` another connection
+    commits a record: the interleaving of a consumer starting beside a publisher."""
+
+    def __init__(self, conn: sqlite3.Connection, other: sqlite3.Connection) -> None:
+        self.conn, self.other, self.done = conn, other, False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self.conn.execute(sql, *args)
+        if sql.startswith("SELECT MIN(seq)") and not self.done:
+            self.done = True
+            self.other.execute(
+                "INSERT INTO records (topic, partition, offset, key, value, ts_ms)"
+                " VALUES ('t', 0, 0, 'k', x'00', 0)"
+            )
+        return cursor
+
+
+async def test_a_consumer_starting_beside_a_commit_does_not_skip_it(tmp_path: Path) -> None:
+    path = tmp_path / "bus.sqlite3"
+    async with EmbeddedBus(path, partitions=2) as bus:
+        await bus.publish("other", "k", b"v")  # the log is not empty
+        await bus.partitions_of("t")
+    conn = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, isolation_level=None)
+    positions = {("t", 0): 0, ("t", 1): 0}
+    start = _seq_before(_CommitsBetweenStatements(conn, other), positions)  # type: ignore[arg-type]
+    (inserted,) = conn.execute("SELECT seq FROM records WHERE topic = 't'").fetchone()
+    assert start < inserted  # the scan starts below the record committed meanwhile
