@@ -274,14 +274,27 @@ class EmbeddedBus:
             failure.__cause__ = exc
             results = [(op, None, failure) for op in ops]
             self._written = []
-        topics: set[str] = set()
+        topics = {topic for op, _, error in results if error is None for topic in op.topics}
+        here = [(op.future, value, error) for op, value, error in results if op.loop is self._loop]
         for op, value, error in results:
-            op.loop.call_soon_threadsafe(_settle, op.future, value, error)
-            if error is None:
-                topics.update(op.topics)
-        if topics and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake, topics, self._written)
+            if op.loop is not self._loop:
+                op.loop.call_soon_threadsafe(_settle, op.future, value, error)
+        if self._loop is not None and (topics or here):
+            self._loop.call_soon_threadsafe(self._committed, topics, self._written, here)
         return int(data_version)
+
+    def _committed(
+        self,
+        topics: set[str],
+        written: list[tuple[int, Record]],
+        settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+    ) -> None:
+        """On the loop, after a transaction: one thread hop for all of it. Consumers are
+        woken before the publishers resume, so none of them, fetching in between, reads
+        the file for records this process still holds in memory."""
+        self._wake(topics, written)
+        for future, value, error in settled:
+            _settle(future, value, error)
 
     def _wake(self, topics: set[str], written: list[tuple[int, Record]]) -> None:
         """On the loop, after a commit: remember what was written, wake the consumers."""

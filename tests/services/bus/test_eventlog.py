@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,9 +16,12 @@ async def test_consumers_in_one_process_share_each_records_envelope(tmp_path: Pa
         first, second = bus.consumer([WORKSPACES]), bus.consumer([WORKSPACES])
         await first.start()
         await second.start()
+        # Both wait for the commit (a fetch that runs before the commit's wake-up reads
+        # the file instead, and gets records of its own).
+        fetches = [asyncio.create_task(c.fetch(10, timeout_s=5)) for c in (first, second)]
+        await asyncio.sleep(0.05)
         await publish_events(bus, [WorkspaceDeleted(workspace_id=f"w{i}") for i in range(5)])
-        got_first = await first.fetch(10, timeout_s=5)
-        got_second = await second.fetch(10, timeout_s=5)
+        got_first, got_second = await asyncio.gather(*fetches)
         assert len(got_first) == len(got_second) == 5
         for a, b in zip(got_first, got_second, strict=True):
             assert a is b  # the embedded bus hands both the same record...
