@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import uuid
@@ -255,6 +256,11 @@ async def _supervise(
         result = on_ready()
         if result is not None:
             await result
+    # What exists once the roles run (modules, the app, the startup state) lives as long
+    # as the process: out of the collector's sight, so that a full collection no longer
+    # walks it (it stalled the event loop 80-110 ms at a time under load in `ngpu up`).
+    gc.collect()  # the startup's garbage first: frozen, it would never be freed
+    gc.freeze()
     signalled: asyncio.Task[Any] = asyncio.create_task(stopping.wait())
     done, _ = await asyncio.wait({*running, signalled}, return_when=asyncio.FIRST_COMPLETED)
     signalled.cancel()
