@@ -65,10 +65,6 @@ class Table:
     def columns(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self.row))
 
-    @property
-    def column_types(self) -> tuple[str, ...]:
-        return tuple(self.types[c] for c in self.columns)
-
     def ddl(self, database: str) -> str:
         """The `CREATE TABLE IF NOT EXISTS` statement in `database`."""
         lines = [f"`{c}` {self.types[c]}" for c in self.columns]

@@ -70,5 +70,5 @@ class ProjectionWriter:
         batches = table_rows(envelopes)
         for name, rows in batches.items():
             table = TABLE_NAMED[name]
-            run_insert(self.client, self.database, name, rows, table.columns, table.column_types)
+            run_insert(self.client, self.database, name, rows, table.columns)
         return len(batches.get(EVENTS.name, ()))
