@@ -14,7 +14,7 @@ from collections import OrderedDict
 import aiohttp
 
 from events import EventDecodeError, TaskDispatched, is_terminal, topics
-from services.bus import Bus, BusError, Record, decode_record, publish_events
+from services.bus import Bus, BusError, Consumer, Record, decode_record, publish_events
 from services.dispatcher.call import CallPolicy, call_node
 from services.dispatcher.offsets import OffsetTracker
 
@@ -56,17 +56,26 @@ class Dispatcher:
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         try:
             async with consumer:
-                while True:
-                    records = await consumer.fetch(500, timeout_s=_COMMIT_EVERY_S)
-                    for record in records:
-                        await self._take(record)
-                    # Offsets are a durable write that competes with the task events for
-                    # the log: commit a few times a second, not after every record (a
-                    # crash repeats at most that much, which at-least-once allows).
-                    if time.monotonic() - last_commit >= _COMMIT_EVERY_S:
-                        last_commit = time.monotonic()
-                        with contextlib.suppress(BusError):
-                            await consumer.commit(self.tracker.committable())
+                committing: asyncio.Task[None] | None = None
+                try:
+                    while True:
+                        records = await consumer.fetch(500, timeout_s=_COMMIT_EVERY_S)
+                        for record in records:
+                            await self._take(record)
+                        # Offsets are a durable write that competes with the task events
+                        # for the log: commit a few times a second, not after every record
+                        # (a crash repeats at most that much, which at-least-once allows),
+                        # and in the background: a commit is a round trip to the broker,
+                        # and dispatches arriving meanwhile must not wait for it.
+                        idle = committing is None or committing.done()
+                        if idle and time.monotonic() - last_commit >= _COMMIT_EVERY_S:
+                            last_commit = time.monotonic()
+                            offsets = self.tracker.committable()
+                            committing = asyncio.create_task(_commit(consumer, offsets))
+                finally:
+                    if committing is not None:
+                        committing.cancel()
+                        await asyncio.gather(committing, return_exceptions=True)
         finally:
             for call in list(self._calls):
                 call.cancel()
@@ -112,6 +121,12 @@ class Dispatcher:
         self._ended[task_id] = None
         if len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)
+
+
+async def _commit(consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
+    """Store `offsets`; a refusal (a rebalance, the bus away) is left to the next commit."""
+    with contextlib.suppress(BusError):
+        await consumer.commit(offsets)
 
 
 def _first_time(seen: OrderedDict[tuple[str, int], None], key: tuple[str, int]) -> bool:
