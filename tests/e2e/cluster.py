@@ -29,18 +29,12 @@ T = TypeVar("T")
 
 
 def sample_workspace(**overrides: Any) -> dict[str, Any]:
-    """A workspace body running the sample app (`services.sampleapp`) on one RTX 4090, two
-    replicas; `overrides` replace top-level fields."""
+    """`ngpu up --demo`'s workspace (the sample app on one RTX 4090) with two replicas and
+    a 30 s timeout; `overrides` replace top-level fields."""
     body: dict[str, Any] = {
-        "name": "sample",
-        "image": "ngpu/sample:dev",
-        "command": [sys.executable, "-m", "services.sampleapp"],
-        "gpu": {"type": "RTX 4090", "count": 1},
-        "ports": [8080],
-        "health_path": "/health",
-        "replicas": {"min": 2, "max": 2},
-        "timeout_s": 30,
-    }
+        **demo_workspace(), "name": "sample", "image": "ngpu/sample:dev",
+        "replicas": {"min": 2, "max": 2}, "timeout_s": 30,
+    }  # fmt: skip
     return {**body, **overrides}
 
 
