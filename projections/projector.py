@@ -11,6 +11,7 @@ results because the tables are idempotent under replay. A failed write is retrie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,9 +64,9 @@ def decode_batch(records: Sequence[Record]) -> tuple[list[Envelope], int]:
 
 class Projector:
     """Runs the projector role on `bus` into `writer`'s database (see the module doc).
-    A batch is whatever one fetch returns, up to `batch_size` records: small when the
-    log is quiet (low latency), large when catching up (an insert has a fixed cost of
-    a few ms per table, so big batches write several times more events per second)."""
+    A batch is what the log holds, plus what arrives within `linger_s`, up to
+    `batch_size` records. `flush()` ends the linger early, for a reader in the same
+    process that waits for a task's projection."""
 
     def __init__(
         self,
@@ -77,7 +78,7 @@ class Projector:
         fetch_timeout_s: float = 1.0,
         retry_min_s: float = 0.2,
         retry_max_s: float = 30.0,
-        linger_s: float = 0.25,
+        linger_s: float = 1.0,
     ) -> None:
         self.bus = bus
         self.writer = writer
@@ -88,6 +89,13 @@ class Projector:
         self.retry_max_s = retry_max_s
         self.linger_s = linger_s
         self.stats = ProjectorStats()
+        self._flush_requested = asyncio.Event()
+
+    def flush(self) -> None:
+        """Write the current batch now instead of at the end of its linger (or, between
+        batches, skip the next linger). Safe to call at any rate: a batch is still
+        written at most once at a time."""
+        self._flush_requested.set()
 
     async def run(self) -> None:
         """Create the tables if needed, then project until cancelled."""
@@ -113,16 +121,19 @@ class Projector:
                 self.stats.committed += len(records)
 
     async def _gather(self, consumer: Consumer) -> list[Record]:
-        """A batch: what is there now, then what arrived within `linger_s`, up to
-        `batch_size`. Every insert has a fixed cost in CPU (about 5 ms per table in chdb,
-        competing with the other roles of the process), so fewer, larger batches win. The
-        linger is a sleep, not a wait on the log: in `ngpu up` the projector shares the
-        event loop with the roles a sync call waits on, and waking it for every record
-        cost them each a fetch."""
+        """A batch: what is there now, then what arrived within `linger_s` (or until
+        `flush()`), up to `batch_size`. Every insert costs CPU whatever its size (about
+        8 ms per table in chdb, plus background merges of the parts it makes), and it
+        competes with the roles a sync call waits on: ClickHouse's advice is about one
+        insert per table per second, hence the default linger of 1 s. The linger is not
+        a wait on the log: in `ngpu up` the projector shares the event loop with those
+        roles, and waking it for every record cost them each a fetch."""
         records = await consumer.fetch(self.batch_size, timeout_s=self.fetch_timeout_s)
         if records and len(records) < self.batch_size and self.linger_s > 0:
-            await asyncio.sleep(self.linger_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_requested.wait(), self.linger_s)
             records += await consumer.fetch(self.batch_size - len(records), timeout_s=0)
+        self._flush_requested.clear()
         return records
 
     async def _write(self, envelopes: list[Envelope]) -> None:

@@ -185,12 +185,18 @@ async def run_roles(
             client = await asyncio.to_thread(connect, settings.resolved_clickhouse_dsn)
             writer = ProjectionWriter(client, DATABASE)
             await asyncio.to_thread(writer.ensure_schema)
+            projector: Projector | None = None
             if "projector" in roles:
-                jobs["projector"] = Projector(bus, writer, group=projector_group(settings)).run()
+                projector = Projector(
+                    bus, writer, group=projector_group(settings),
+                    linger_s=settings.projector_linger_s,
+                )  # fmt: skip
+                jobs["projector"] = projector.run()
             if "ingress" in roles:
                 if creds is None:
                     raise RolesError("the ingress role needs the admin and node join tokens")
-                server = await _ingress(settings, bus, client, creds, stack)
+                flush = projector.flush if projector else None
+                server = await _ingress(settings, bus, client, creds, stack, flush)
                 jobs["http"] = server.serve()
         if "scheduler" in roles:
             jobs["scheduler"] = _scheduler(settings, bus, stopping)
@@ -210,8 +216,10 @@ async def _ingress(
     client: Client,
     creds: Credentials,
     stack: contextlib.AsyncExitStack,
+    flush_projections: Callable[[], None] | None,
 ) -> _Server:
-    """The HTTP server of the ingress role, its followers started (and closed by `stack`)."""
+    """The HTTP server of the ingress role, its followers started (and closed by `stack`);
+    `flush_projections` when the projector runs in this process."""
     follower, tasks = DirectoryFollower(bus), TaskFollower(bus)
     gate = brc20_gate(settings)
     stack.push_async_callback(gate.aclose)
@@ -223,6 +231,7 @@ async def _ingress(
         settings, bus, follower, creds.admin_token, creds.join_token, tasks=tasks,
         store=TaskStore(client, DATABASE), gate=gate,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        flush_projections=flush_projections,
     )  # fmt: skip
     return _Server(server_config(create_app(context), settings))
 

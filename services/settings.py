@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         description='CIDRs whose X-Forwarded-For is believed (JSON list, e.g. ["10.0.0.0/8"]).',
     )
     dispatcher_concurrency: int = Field(256, ge=1, le=10_000, description="Calls in flight.")
+    projector_linger_s: float = Field(
+        1.0, ge=0, le=60, description="How long the projector gathers events into one insert."
+    )
     brc20_provider: Literal["auto", "none", "file", "hiro", "unisat"] = Field(
         "auto",
         description="Where BRC-20 balances come from; auto: file when NGPU_BRC20_FILE is set.",

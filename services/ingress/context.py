@@ -1,10 +1,11 @@
 """What the ingress routes share: settings, the bus, the followers of the log, the task
-store, the BRC-20 gate, the rate limiter and the credentials."""
+store (and a way to flush the projector beside it), the BRC-20 gate, the rate limiter and
+the credentials."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from events import Envelope, Event
@@ -35,6 +36,8 @@ class IngressContext:
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 1))
     proxies: tuple[Network, ...] = ()
     registration_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    flush_projections: Callable[[], None] | None = None
+    """Asks this process's projector to write what it holds now (when it runs here)."""
 
     def __post_init__(self) -> None:
         self.proxies = self.proxies or parse_networks(self.settings.trusted_proxies)

@@ -268,3 +268,23 @@ def test_the_log_replays_into_identical_projections(
     for task_id in live_ids:
         if live[task_id]["state"] == 3:
             assert first["details"][task_id] == live[task_id]
+
+
+def test_get_detailed_flushes_the_projector_beside_it(
+    tmp_path: Path, kafka_bootstrap: str | None
+) -> None:
+    # A projector that holds its batches for a minute: a task that queryTask reports done
+    # is still in getDetailed at once, since the ingress asks its projector to flush.
+    cluster = Cluster(tmp_path, cluster_env(kafka_bootstrap, NGPU_PROJECTOR_LINGER_S="60"))
+    try:
+        workspace_id = cluster.start_demo()
+        with _client((cluster, workspace_id)) as http:
+            accepted = http.post("/user/schedulingTask?paramUrl=echo", json={"data": "hi"})
+            task_id = accepted.json()["taskID"]
+            assert _wait_done(http, task_id)["result_code"] == 200
+            detailed = http.get(f"/user/getDetailed?taskID={task_id}")
+            assert detailed.status_code == 200, detailed.text
+            assert detailed.json()["taskInfo"]["state"] == 3
+            assert task_id in http.get("/user/queryTaskList").json()["taskIds"]
+    finally:
+        cluster.stop()

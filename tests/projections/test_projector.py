@@ -132,3 +132,17 @@ async def test_failed_write_is_retried_and_never_committed(
     assert restarted.stats.failed_writes == 0
     assert event_count(ch_client, db) == 3  # T2's events (the log was recreated)
     assert task_detail(ch_client, db, "T2") is not None
+
+
+async def test_flush_writes_a_lingering_batch_at_once(
+    ch_client: Client, writer: ProjectionWriter, bus: EmbeddedBus
+) -> None:
+    projector = Projector(bus, writer, fetch_timeout_s=0.05, linger_s=600)
+    async with running(projector):
+        await publish_events(bus, completed_history("T1"))
+        await asyncio.sleep(0.5)
+        assert event_count(ch_client, writer.database) == 0  # held for its linger
+        projector.flush()
+        await until(lambda: projector.stats.committed == 3)
+    assert event_count(ch_client, writer.database) == 3
+    assert task_detail(ch_client, writer.database, "T1") is not None

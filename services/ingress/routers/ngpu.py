@@ -201,8 +201,12 @@ async def _detailed(
         known = tasks.status(task_id)
     waited = 0.0
     # What queryTask already answers (a task just accepted, or just ended) may not be
-    # projected yet: give the projector a moment, so the two never disagree.
+    # projected yet: give the projector a moment, so the two never disagree. A projector
+    # in this process is asked to flush rather than waited for to the end of its linger
+    # (again on each look: its batch may have missed the task's last event).
     while _behind(detail, known) and waited < _DETAIL_WAIT_S:
+        if context.flush_projections is not None:
+            context.flush_projections()
         await asyncio.sleep(0.05)
         waited += 0.05
         detail = await store.detail(task_id)
