@@ -143,11 +143,15 @@ def _submissions(cluster: Cluster) -> int:
     return sum(1 for e in cluster.events() if e["type"] == "TaskSubmitted")
 
 
-def _other_workspace_task(cluster: Cluster) -> str:
+def _other_workspace(cluster: Cluster) -> str:
     body = {"name": "other-team", "image": "x", "command": "true",
             "gpu": {"type": "A100", "count": 1}, "ports": [9000]}  # fmt: skip
     created = httpx.post(f"{cluster.url}/v1/workspaces", json=body, headers=cluster.admin())
-    other = created.json()["workspace_id"]
+    return str(created.json()["workspace_id"])
+
+
+def _other_workspace_task(cluster: Cluster) -> str:
+    other = _other_workspace(cluster)
     accepted = httpx.post(
         f"{cluster.url}/user/schedulingTask?paramUrl=run",
         json={"data": ""},
@@ -275,6 +279,7 @@ def test_get_detailed_flushes_the_projector_beside_it(
 ) -> None:
     # A projector that holds its batches for a minute: a task that queryTask reports done
     # is still in getDetailed at once, since the ingress asks its projector to flush.
+    # Another workspace asking for it gets 404 at once, and no flush.
     cluster = Cluster(tmp_path, cluster_env(kafka_bootstrap, NGPU_PROJECTOR_LINGER_S="60"))
     try:
         workspace_id = cluster.start_demo()
@@ -282,6 +287,10 @@ def test_get_detailed_flushes_the_projector_beside_it(
             accepted = http.post("/user/schedulingTask?paramUrl=echo", json={"data": "hi"})
             task_id = accepted.json()["taskID"]
             assert _wait_done(http, task_id)["result_code"] == 200
+            stranger = {"Authorization": f"Bearer {_other_workspace(cluster)}"}
+            foreign = http.get(f"/user/getDetailed?taskID={task_id}", headers=stranger)
+            assert foreign.status_code == 404, foreign.text
+            assert task_id not in http.get("/user/queryTaskList").json()["taskIds"]
             detailed = http.get(f"/user/getDetailed?taskID={task_id}")
             assert detailed.status_code == 200, detailed.text
             assert detailed.json()["taskInfo"]["state"] == 3

@@ -199,6 +199,8 @@ async def _detailed(
     known = tasks.status(task_id)
     if detail is None and known is None and await _seen_soon(task_id, tasks):
         known = tasks.status(task_id)
+    if known is not None and known.workspace_id != workspace.registered.workspace_id:
+        raise NotFound(f"unknown task {task_id!r}", field="taskID")  # at once: no waiting
     waited = 0.0
     # What queryTask already answers (a task just accepted, or just ended) may not be
     # projected yet: give the projector a moment, so the two never disagree. A projector
