@@ -6,6 +6,7 @@ contract's `&`-in-path forms are served beside the `?` forms."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -184,6 +185,13 @@ async def _seen_soon(task_id: str, tasks: TaskFollower) -> bool:
     return tasks.status(task_id) is not None
 
 
+def detail_wait_s(linger_s: float, flush: Callable[[], None] | None) -> float:
+    """How long getDetailed may wait for a task's projection to catch up with the log: a
+    projector in this process (`flush`) is asked to write at once; one elsewhere writes
+    within its linger (the same setting, as every process reads it)."""
+    return _DETAIL_WAIT_S if flush is not None else _DETAIL_WAIT_S + linger_s
+
+
 def _behind(detail: TaskDetail | None, known: TaskStatus | None) -> bool:
     """Whether the projected detail lags what the task follower knows of the task."""
     if known is None:
@@ -206,7 +214,8 @@ async def _detailed(
     # projected yet: give the projector a moment, so the two never disagree. A projector
     # in this process is asked to flush rather than waited for to the end of its linger
     # (again on each look: its batch may have missed the task's last event).
-    while _behind(detail, known) and waited < _DETAIL_WAIT_S:
+    budget = detail_wait_s(context.settings.projector_linger_s, context.flush_projections)
+    while _behind(detail, known) and waited < budget:
         if context.flush_projections is not None:
             context.flush_projections()
         await asyncio.sleep(0.05)

@@ -12,7 +12,7 @@ from services.ingress.clientip import client_ip, parse_networks
 from services.ingress.errors import BadRequest
 from services.ingress.paramurl import container_path
 from services.ingress.ratelimit import RateLimiter
-from services.ingress.routers.ngpu import outcome, parse_bound
+from services.ingress.routers.ngpu import detail_wait_s, outcome, parse_bound
 from services.ingress.submission import parse_body
 from services.ingress.taskids import issued_at, new_task_id, new_task_seq
 from services.ingress.taskview import TaskView
@@ -211,3 +211,11 @@ def test_task_view_counts_what_runs_on_each_node() -> None:
     view.apply(TaskCompleted("t2", "w", 1, "n", "127.0.0.1", "0x", 200, "", now, now, "X", 1))
     view.apply(TaskCompleted("t1", "w", 2, "m", "127.0.0.1", "0x", 200, "", now, now, "X", 1))
     assert (view.in_flight("n"), view.in_flight("m")) == (0, 0)
+
+
+def test_get_detailed_waits_out_the_linger_of_a_projector_elsewhere() -> None:
+    # A projector in the process is flushed; one in another process writes within its
+    # linger, which the wait must cover, or getDetailed would deny what queryTask says.
+    assert detail_wait_s(30.0, flush=lambda: None) < 30.0
+    assert detail_wait_s(30.0, flush=None) > 30.0
+    assert detail_wait_s(0.0, flush=None) == detail_wait_s(0.0, flush=lambda: None) > 0
