@@ -37,6 +37,8 @@ class ProjectorStats:
     """Undecodable records skipped."""
     written: int = 0
     """Distinct events written (per batch)."""
+    batches: int = 0
+    """Batches written."""
     committed: int = 0
     """Records whose offsets were committed."""
     failed_writes: int = 0
@@ -66,7 +68,8 @@ class Projector:
     """Runs the projector role on `bus` into `writer`'s database (see the module doc).
     A batch is what the log holds, plus what arrives within `linger_s`, up to
     `batch_size` records. `flush()` ends the linger early, for a reader in the same
-    process that waits for a task's projection."""
+    process that waits for a task's projection, but never before `flush_linger_s`: however
+    often readers ask, batches are written at most about that often."""
 
     def __init__(
         self,
@@ -79,6 +82,7 @@ class Projector:
         retry_min_s: float = 0.2,
         retry_max_s: float = 30.0,
         linger_s: float = 1.0,
+        flush_linger_s: float = 0.25,
     ) -> None:
         self.bus = bus
         self.writer = writer
@@ -88,13 +92,14 @@ class Projector:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self.linger_s = linger_s
+        self.flush_linger_s = min(flush_linger_s, linger_s)
         self.stats = ProjectorStats()
         self._flush_requested = asyncio.Event()
 
     def flush(self) -> None:
-        """Write the current batch now instead of at the end of its linger (or, between
-        batches, skip the next linger). Safe to call at any rate: a batch is still
-        written at most once at a time."""
+        """Write the current batch once it has gathered for `flush_linger_s`, rather than
+        at the end of its linger (between batches: the next batch). Safe to call at any
+        rate."""
         self._flush_requested.set()
 
     async def run(self) -> None:
@@ -111,6 +116,7 @@ class Projector:
                 self.stats.skipped += skipped
                 if envelopes:
                     await self._write(envelopes)
+                    self.stats.batches += 1
                 try:
                     await consumer.commit()
                 except BusError as exc:
@@ -130,8 +136,11 @@ class Projector:
         roles, and waking it for every record cost them each a fetch."""
         records = await consumer.fetch(self.batch_size, timeout_s=self.fetch_timeout_s)
         if records and len(records) < self.batch_size and self.linger_s > 0:
+            loop = asyncio.get_running_loop()
+            flushable_at = loop.time() + self.flush_linger_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_requested.wait(), self.linger_s)
+            await asyncio.sleep(max(0.0, flushable_at - loop.time()))
             records += await consumer.fetch(self.batch_size - len(records), timeout_s=0)
         self._flush_requested.clear()
         return records

@@ -146,3 +146,20 @@ async def test_flush_writes_a_lingering_batch_at_once(
         await until(lambda: projector.stats.committed == 3)
     assert event_count(ch_client, writer.database) == 3
     assert task_detail(ch_client, writer.database, "T1") is not None
+
+
+async def test_flushes_cannot_make_batches_more_frequent_than_the_flush_linger(
+    writer: ProjectionWriter, bus: EmbeddedBus
+) -> None:
+    projector = Projector(bus, writer, fetch_timeout_s=0.05, linger_s=600, flush_linger_s=0.5)
+    async with running(projector):
+        started = time.monotonic()
+        n = 0
+        while time.monotonic() - started < 2.0:  # a reader asking at every event
+            n += 1
+            await publish_events(bus, completed_history(f"T{n}")[:1])
+            projector.flush()
+            await asyncio.sleep(0.02)
+        elapsed = time.monotonic() - started
+        await until(lambda: projector.stats.committed == n)
+    assert 2 <= projector.stats.batches <= elapsed / 0.5 + 2
