@@ -187,8 +187,8 @@ async def _seen_soon(task_id: str, tasks: TaskFollower) -> bool:
 
 def detail_wait_s(linger_s: float, flush: Callable[[], None] | None) -> float:
     """How long getDetailed may wait for a task's projection to catch up with the log: a
-    projector in this process (`flush`) is asked to write at once; one elsewhere writes
-    within its linger (the same setting, as every process reads it)."""
+    projector in this process (`flush`) is asked to flush, which takes a fraction of a
+    second; one elsewhere writes within its linger (every process reads that setting)."""
     return _DETAIL_WAIT_S if flush is not None else _DETAIL_WAIT_S + linger_s
 
 
