@@ -140,7 +140,8 @@ class Projector:
             flushable_at = loop.time() + self.flush_linger_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_requested.wait(), self.linger_s)
-            await asyncio.sleep(max(0.0, flushable_at - loop.time()))
+            if (early_by := flushable_at - loop.time()) > 0:  # flushed: gather a little more
+                await asyncio.sleep(early_by)
             records += await consumer.fetch(self.batch_size - len(records), timeout_s=0)
         self._flush_requested.clear()
         return records

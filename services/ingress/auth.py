@@ -14,9 +14,14 @@ from services.ingress.errors import Unauthorized
 from services.ingress.tokens import digest, same_secret
 
 
-async def get_context(request: Request) -> IngressContext:
+def context_of(request: Request) -> IngressContext:
+    """The `IngressContext` the app was created over."""
     context: IngressContext = request.app.state.context
     return context
+
+
+async def get_context(request: Request) -> IngressContext:
+    return context_of(request)
 
 
 Context = Annotated[IngressContext, Depends(get_context)]
@@ -80,7 +85,7 @@ async def authenticated_workspace(request: Request) -> WorkspaceView:
     the header and the context off the request itself: it runs on every NGPU API call,
     and each dependency FastAPI resolves costs about 15 µs."""
     token = bearer_token(request.headers.get("authorization"))
-    directory = (await get_context(request)).follower.directory
+    directory = context_of(request).follower.directory
     workspace_id = directory.workspace_digests.get(digest(token), "")
     view = directory.workspaces.get(workspace_id)
     if view is None or not same_secret(token, workspace_id):

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from events import utc_now
 from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
-from services.ingress.auth import WORKSPACE_SECURITY_SCHEME, Context, WorkspaceAuth
+from services.ingress.auth import WORKSPACE_SECURITY_SCHEME, Context, WorkspaceAuth, context_of
 from services.ingress.context import IngressContext
 from services.ingress.errors import (
     BadRequest,
@@ -93,7 +93,7 @@ _PARAM_PORT = ("paramPort", False, "A declared container port; default: the firs
     ("paramUrl", True, "Path on the container, e.g. sdapi/v1/img2img."), _PARAM_PORT))  # fmt: skip
 async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Async mode: answers the taskID once `TaskSubmitted` is durable."""
-    context: IngressContext = request.app.state.context
+    context = context_of(request)
     tasks, _ = _served(context)
     body = parse_body(await request.body())
     query = request.query_params
@@ -269,7 +269,7 @@ async def check_address_amp(address: str, _: WorkspaceAuth, context: Context) ->
 @router.post("/user/{path:path}", openapi_extra=_docs(_PARAM_PORT))
 async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Sync mode: forwards `data` to `path` on the container and answers its response."""
-    context: IngressContext = request.app.state.context
+    context = context_of(request)
     tasks, _ = _served(context)
     if path in RESERVED:
         raise BadRequest(f"{path} is not called with POST", field="path")
