@@ -33,8 +33,8 @@ class TaskSubmitted(TaskEvent):
     """A caller's request was accepted and is durable; its taskID has been (or will be)
     returned. `seq` is the numeric task id (`taskInfo.id`), assigned once at ingress.
     `param_url` is a validated relative path on the container, `param_port` a port the
-    workspace declared. The GPU requirement and timeout are copied from the workspace so
-    the scheduler needs no workspace state."""
+    workspace declared. The GPU requirement, timeout and `retry_on_timeout` are copied from
+    the workspace so the scheduler and dispatcher need no workspace state."""
 
     task_id: str
     seq: int
@@ -55,6 +55,7 @@ class TaskSubmitted(TaskEvent):
     content_type: str = "application/json"
     priority: int = 0
     ttl_s: float = 3600.0
+    retry_on_timeout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class TaskDispatched(TaskEvent):
     timeout_s: float = 600.0
     gpu_type: str = ""
     gpu_count: int = 1
+    retry_on_timeout: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ class WorkspaceRegistered(WorkspaceEvent):
 
     `command` is the argv to run (a shell string arrives as `("sh", "-c", string)`);
     `ports` are the container ports the image serves, the first being the default target.
+    `retry_on_timeout`: whether an attempt that outlived `timeout_s` is tried again on
+    another node (by default it is terminal: GPU work that overran once will overrun again).
     """
 
     workspace_id: str
@@ -37,6 +39,7 @@ class WorkspaceRegistered(WorkspaceEvent):
     replicas_max: int = 1
     timeout_s: float = 600.0
     concurrency: int = 1
+    retry_on_timeout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class WorkspaceUpdated(WorkspaceEvent):
     replicas_min: int
     replicas_max: int
     timeout_s: float
+    retry_on_timeout: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,13 +84,20 @@ def failed(
 _CHUNK_BYTES = 64 * 1024
 
 
-def classify(exc: aiohttp.ClientError | TimeoutError) -> tuple[str, str]:
-    """(code, reason) of a transport failure; all of them are transient."""
+def classify(
+    exc: aiohttp.ClientError | TimeoutError, dispatch: TaskDispatched
+) -> tuple[str, str, bool]:
+    """(code, reason, transient) of a transport failure. A connection that could not be
+    made (refused, or timed out before the request went out) and a node that broke off
+    are transient; a container that outlived `timeout_s` is not, unless the workspace
+    opted in (`retry_on_timeout`): GPU work that overran once will overrun again, and
+    every attempt is paid for."""
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return "node_refused", f"the node could not be reached: {type(exc).__name__}: {exc}", True
     if isinstance(exc, TimeoutError):
-        return "timeout", f"the node did not answer in time ({type(exc).__name__})"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "node_refused", f"the node refused the connection: {exc}"
-    return "node_error", f"the call to the node failed: {type(exc).__name__}: {exc}"
+        reason = f"the container did not answer within {dispatch.timeout_s:g}s"
+        return "timeout", reason, dispatch.retry_on_timeout
+    return "node_error", f"the call to the node failed: {type(exc).__name__}: {exc}", True
 
 
 async def call_node(
@@ -120,5 +127,5 @@ async def call_node(
                 dispatch, response.status, bytes(body), content_type, started, utc_now()
             )
     except (aiohttp.ClientError, TimeoutError) as exc:
-        code, reason = classify(exc)
-        return failed(dispatch, code, reason, transient=True, policy=policy)
+        code, reason, transient = classify(exc, dispatch)
+        return failed(dispatch, code, reason, transient=transient, policy=policy)

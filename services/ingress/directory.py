@@ -41,6 +41,7 @@ class WorkspaceView:
     replicas_max: int
     timeout_s: float
     created_at: datetime
+    retry_on_timeout: bool = False
 
 
 @dataclass(slots=True)
@@ -79,7 +80,7 @@ class Directory:
             case WorkspaceRegistered():
                 self.workspaces[event.workspace_id] = WorkspaceView(
                     event, dict(event.env), event.replicas_min, event.replicas_max,
-                    event.timeout_s, at,
+                    event.timeout_s, at, event.retry_on_timeout,
                 )  # fmt: skip
                 self.workspace_names[event.name] = event.workspace_id
                 self.workspace_digests[digest(event.workspace_id)] = event.workspace_id
@@ -88,6 +89,7 @@ class Directory:
                     view.env = dict(event.env)
                     view.replicas_min, view.replicas_max = event.replicas_min, event.replicas_max
                     view.timeout_s = event.timeout_s
+                    view.retry_on_timeout = event.retry_on_timeout
             case WorkspaceDeleted():
                 if view := self.workspaces.pop(event.workspace_id, None):
                     self.workspace_names.pop(view.registered.name, None)

@@ -48,10 +48,22 @@ class Replicas(Strict):
         return self
 
 
+def _unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode: JSON can carry a lone surrogate (`"\\ud800"`), which
+    no event can (encoding it was a 500)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_env(env: dict[str, str]) -> dict[str, str]:
-    for name in env:
+    for name, value in env.items():
         if not _ENV_NAME.match(name):
             raise ValueError(f"{name!r} is not a valid environment variable name")
+        if not _unicode(value):
+            raise ValueError(f"the value of {name} is not valid Unicode")
     return env
 
 
@@ -68,6 +80,7 @@ class WorkspaceCreate(Strict):
     replicas: Replicas = Field(default_factory=Replicas)
     timeout_s: float = Field(600.0, gt=0, le=86_400)
     concurrency: int = Field(1, ge=1, le=1024)
+    retry_on_timeout: bool = False
 
     @field_validator("name")
     @classmethod
@@ -84,6 +97,8 @@ class WorkspaceCreate(Strict):
         parts = [value] if isinstance(value, str) else value
         if not parts or any(not p.strip() for p in parts):
             raise ValueError("must be a non-empty string or a list of non-empty strings")
+        if not all(_unicode(p) for p in parts):
+            raise ValueError("must be valid Unicode")
         return value
 
     @field_validator("ports")
@@ -112,11 +127,12 @@ class WorkspaceCreate(Strict):
 
 
 class WorkspaceUpdate(Strict):
-    """`PATCH /v1/workspaces/{id}`: any of replicas, env, timeout_s."""
+    """`PATCH /v1/workspaces/{id}`: any of replicas, env, timeout_s, retry_on_timeout."""
 
     replicas: Replicas | None = None
     env: dict[str, str] | None = None
     timeout_s: float | None = Field(None, gt=0, le=86_400)
+    retry_on_timeout: bool | None = None
 
     @field_validator("env")
     @classmethod
@@ -157,7 +173,8 @@ class NodeRegister(Strict):
 
 
 class Heartbeat(Strict):
-    in_flight: int = Field(0, ge=0)
+    # Bounded: the event codec holds 64-bit integers (a larger one was a 500).
+    in_flight: int = Field(0, ge=0, le=1_000_000)
 
 
 class DeploymentStatus(Strict):

@@ -12,6 +12,8 @@ and task always give the same answer, and different tasks spread over tied nodes
 from __future__ import annotations
 
 import zlib
+from collections.abc import Collection
+from dataclasses import replace
 
 from events.task import TaskDispatched, TaskFailed, TaskRetried, TaskSubmitted
 from services.scheduler.decision import Placement, ScheduleRequest, Unschedulable
@@ -221,25 +223,44 @@ def dispatch_event(
         body_encoding=payload.body_encoding,
         content_type=payload.content_type,
         timeout_s=payload.timeout_s,
+        retry_on_timeout=payload.retry_on_timeout,
         gpu_type=task.gpu_type,
         gpu_count=task.gpu_count,
     )
 
 
-def retry_event(state: ClusterState, failed: TaskFailed) -> TaskRetried:
-    """The `TaskRetried` that follows a retryable failure: attempt + 1, never again on the
-    failed node nor on any node the task already excluded. Raises `NotRetryableError` for
-    a failure marked not retryable (it is terminal)."""
+def retry_event(state: ClusterState, failed: TaskFailed) -> TaskRetried | TaskFailed:
+    """What follows a retryable failure: a `TaskRetried` (attempt + 1, never again on the
+    failed node nor on any node the task already excluded), or, when every replica of the
+    workspace is on an excluded node, the terminal end of the task with that failure
+    (`ended_by_exclusions`): no node is left to try. Raises `NotRetryableError` for a
+    failure marked not retryable (it is terminal already)."""
     if not failed.retryable:
         raise NotRetryableError(f"{failed.task_id} attempt {failed.attempt} is not retryable")
     task = state.tasks.get(failed.task_id)
     excluded = set(task.excluded_node_ids) if task is not None else set()
     if failed.node_id:
         excluded.add(failed.node_id)
+    if no_node_left(state, failed.workspace_id, excluded):
+        return ended_by_exclusions(failed)
     return TaskRetried(
         task_id=failed.task_id,
         workspace_id=failed.workspace_id,
         attempt=failed.attempt + 1,
         excluded_node_ids=tuple(sorted(excluded)),
         reason=f"{failed.code}: {failed.reason}",
+    )
+
+
+def no_node_left(state: ClusterState, workspace_id: str, excluded: Collection[str]) -> bool:
+    """Whether the workspace has replicas and every one of them is on an `excluded` node:
+    a task that excluded those nodes can never run, however long it waits."""
+    ids = state.live_deployment_ids(workspace_id)
+    return bool(ids) and all(state.deployments[d].node_id in excluded for d in ids)
+
+
+def ended_by_exclusions(failed: TaskFailed) -> TaskFailed:
+    """The terminal form of the task's last failure, for a task no node is left to try."""
+    return replace(
+        failed, retryable=False, reason=f"{failed.reason} (no other node can take the task)"
     )

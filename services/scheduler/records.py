@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from events.task import BodyEncoding, TaskSubmitted
+from events.task import BodyEncoding, TaskFailed, TaskSubmitted
 from events.workspace import WorkspaceRegistered, WorkspaceUpdated
 from services.scheduler.gpu import normalize_gpu_type
 
@@ -133,6 +133,7 @@ class TaskPayload:
     body_encoding: BodyEncoding = "utf-8"
     content_type: str = "application/json"
     timeout_s: float = 600.0
+    retry_on_timeout: bool = False
 
     @classmethod
     def of(cls, event: TaskSubmitted) -> TaskPayload:
@@ -143,6 +144,7 @@ class TaskPayload:
             body_encoding=event.body_encoding,
             content_type=event.content_type,
             timeout_s=event.timeout_s,
+            retry_on_timeout=event.retry_on_timeout,
         )
 
 
@@ -151,7 +153,7 @@ class QueuedTask:
     """A task the scheduler knows and has not seen finish. `attempt` is the next attempt
     to dispatch; `arrival` orders tasks FIFO (the fold's count of submissions, kept across
     retries); `submitted_s` is the submission envelope's time, from which `ttl_s` runs;
-    `payload` is the request to send."""
+    `payload` is the request to send; `last_failure` the failure of its previous attempt."""
 
     task_id: str
     workspace_id: str
@@ -165,6 +167,7 @@ class QueuedTask:
     attempt: int = 1
     excluded_node_ids: frozenset[str] = field(default_factory=frozenset)
     payload: TaskPayload = field(default_factory=TaskPayload)
+    last_failure: TaskFailed | None = None
 
     @property
     def deadline_s(self) -> float:

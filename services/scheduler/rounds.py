@@ -6,7 +6,7 @@ from datetime import datetime
 
 from events.base import Event
 from events.task import TaskCancelled
-from services.scheduler.core import dispatch_event, schedule
+from services.scheduler.core import dispatch_event, ended_by_exclusions, no_node_left, schedule
 from services.scheduler.decision import ScheduleRequest, Unschedulable
 from services.scheduler.profile import Profile
 from services.scheduler.state import ClusterState
@@ -21,7 +21,8 @@ def dispatch_waiting(
 ) -> list[Event]:
     """Decide every waiting task once, at `now`, and return the events to publish:
     `TaskExpired` for tasks past their TTL, `TaskCancelled` for tasks of a deleted
-    workspace, then a `TaskDispatched` per task that fits (at most `limit`), tried in
+    workspace, the terminal `TaskFailed` of a task every replica of whose workspace is on
+    a node it excluded, then a `TaskDispatched` per task that fits (at most `limit`), tried in
     `WaitQueue.ordered` order. Tasks that fit nowhere stay queued.
 
     Each event is folded into `state` (in place, at `now`) before the next decision, so
@@ -54,6 +55,13 @@ def dispatch_waiting(
         if isinstance(decision, Unschedulable):
             if not task.excluded_node_ids:
                 blocked.add(shape)
+            elif task.last_failure is not None and no_node_left(
+                state, task.workspace_id, task.excluded_node_ids
+            ):
+                # Only its exclusions keep it waiting: it ends now, not at its TTL.
+                ended = ended_by_exclusions(task.last_failure)
+                state.apply_event(ended, now)
+                events.append(ended)
             continue
         event = dispatch_event(state, task, decision, task.attempt)
         state.apply_event(event, now)

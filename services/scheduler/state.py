@@ -405,7 +405,7 @@ class ClusterState:
             return
         task = self._tasks.get(ev.task_id)
         if task is not None and task.attempt <= ev.attempt:
-            self._tasks[ev.task_id] = replace(task, attempt=ev.attempt + 1)
+            self._tasks[ev.task_id] = replace(task, attempt=ev.attempt + 1, last_failure=ev)
 
     def _task_retried(self, ev: TaskRetried, at: float) -> None:
         task = self._tasks.get(ev.task_id)

@@ -30,6 +30,7 @@ def workspace_body(view: WorkspaceView) -> dict[str, Any]:
         "health_path": ws.health_path,
         "replicas": {"min": view.replicas_min, "max": view.replicas_max},
         "timeout_s": view.timeout_s,
+        "retry_on_timeout": view.retry_on_timeout,
         "concurrency": ws.concurrency,
         "created_at": view.created_at.isoformat(),
     }
@@ -54,6 +55,7 @@ async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth
             gpu_count=body.gpu.count, ports=tuple(body.ports), health_path=body.health_path,
             env=dict(body.env), replicas_min=body.replicas.min, replicas_max=body.replicas.max,
             timeout_s=body.timeout_s, concurrency=body.concurrency,
+            retry_on_timeout=body.retry_on_timeout,
         )  # fmt: skip
         await context.publish([event])
     return workspace_body(_get(context, event.workspace_id))
@@ -68,7 +70,7 @@ async def read_workspace(workspace_id: str, context: Context, _: AdminAuth) -> d
 async def update_workspace(
     workspace_id: str, body: WorkspaceUpdate, context: Context, _: AdminAuth
 ) -> dict[str, Any]:
-    """Change replicas, env or timeout; fields left out keep their values."""
+    """Change replicas, env, timeout or retry_on_timeout; fields left out keep their values."""
     view = _get(context, workspace_id)
     replicas_min = body.replicas.min if body.replicas else view.replicas_min
     replicas_max = body.replicas.max if body.replicas else view.replicas_max
@@ -78,6 +80,9 @@ async def update_workspace(
         replicas_min=replicas_min,
         replicas_max=replicas_max,
         timeout_s=body.timeout_s if body.timeout_s is not None else view.timeout_s,
+        retry_on_timeout=(
+            body.retry_on_timeout if body.retry_on_timeout is not None else view.retry_on_timeout
+        ),
     )
     await context.publish([event])
     return workspace_body(_get(context, workspace_id))

@@ -65,21 +65,18 @@ async def test_http_errors_of_the_container_are_passed_through(app) -> None:  # 
 
 
 @pytest.mark.parametrize(
-    ("path", "timeout_s", "attempt", "code", "retryable"),
-    [
-        ("/sleep?ms=3000", 0.3, 1, "timeout", True),
-        ("/sleep?ms=3000", 0.3, 3, "timeout", False),
-    ],
+    ("retry_on_timeout", "attempt", "retryable"),
+    [(False, 1, False), (True, 1, True), (True, 3, False)],
 )
-async def test_timeouts_fail_retryably_until_attempts_run_out(  # type: ignore[no-untyped-def]
-    app, path: str, timeout_s: float, attempt: int, code: str, retryable: bool
+async def test_a_timeout_is_terminal_unless_the_workspace_opted_in(  # type: ignore[no-untyped-def]
+    app, retry_on_timeout: bool, attempt: int, retryable: bool
 ) -> None:
+    dispatch = _dispatch(_port(app), "/sleep?ms=3000", timeout_s=0.3, attempt=attempt,
+                         retry_on_timeout=retry_on_timeout)  # fmt: skip
     async with aiohttp.ClientSession() as client:
-        outcome = await call_node(
-            client, _dispatch(_port(app), path, timeout_s=timeout_s, attempt=attempt), CallPolicy()
-        )
+        outcome = await call_node(client, dispatch, CallPolicy())
     assert isinstance(outcome, TaskFailed)
-    assert (outcome.code, outcome.retryable) == (code, retryable)
+    assert (outcome.code, outcome.retryable) == ("timeout", retryable)
 
 
 async def test_a_refusing_node_fails_retryably() -> None:

@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import pytest
 
-from events.task import TaskRetried
+from events.task import TaskFailed, TaskRetried
 from services.scheduler import (
     WORKSPACE,
     NotRetryableError,
@@ -227,6 +227,8 @@ def test_dispatch_event_refuses_a_stale_or_foreign_placement() -> None:
 
 def test_retry_event_accumulates_excluded_nodes() -> None:
     c = _two_nodes()
+    c.node("n3", ["RTX4090"])
+    c.replica("d3", "n3", "ws", host_ports={"8080": 31003})
     first = dispatched("t1", "ws", "n1", "d1")
     c.fold(submitted("t1", "ws"), first, failed(first))
     retry = retry_event(c.state, failed(first))
@@ -239,3 +241,20 @@ def test_retry_event_accumulates_excluded_nodes() -> None:
     assert (again.attempt, again.excluded_node_ids) == (3, ("n1", "n2"))
     with pytest.raises(NotRetryableError):
         retry_event(c.state, failed(second, retryable=False))
+
+
+def test_a_failure_with_every_replica_on_an_excluded_node_ends_the_task() -> None:
+    c = _two_nodes()
+    first = dispatched("t1", "ws", "n1", "d1")
+    c.fold(submitted("t1", "ws"), first, failed(first))
+    retry = retry_event(c.state, failed(first))
+    assert isinstance(retry, TaskRetried)
+    c.fold(retry)
+    second = dispatched("t1", "ws", "n2", "d2", attempt=2)
+    c.fold(second, failed(second))
+    ended = retry_event(c.state, failed(second))
+    assert isinstance(ended, TaskFailed) and not ended.retryable
+    assert (ended.attempt, ended.node_id, ended.code) == (2, "n2", failed(second).code)
+    assert "no other node" in ended.reason
+    c.fold(ended)
+    assert "t1" not in c.state.tasks and len(c.state.queue) == 0

@@ -1,4 +1,4 @@
-from events.task import TaskCancelled, TaskDispatched, TaskExpired
+from events.task import TaskCancelled, TaskDispatched, TaskExpired, TaskFailed
 from services.scheduler import dispatch_waiting, retry_event
 from tests.services.scheduler.builders import Cluster, at, completed, failed, submitted
 
@@ -82,11 +82,31 @@ def test_a_retried_task_goes_to_another_node() -> None:
 def test_a_retry_that_fits_nowhere_does_not_hold_back_its_twins() -> None:
     c = Cluster()
     c.node("n1")
+    c.node("n2")
     c.workspace("A")
     c.replica("d1", "n1", "A")
+    c.replica("d2", "n2", "A", phase="starting")  # t1's hope: it waits for this one
     c.fold(submitted("t1", "A"), submitted("t2", "A"))
     (first,) = dispatch_waiting(c.state, at(1), limit=1)
     assert isinstance(first, TaskDispatched) and first.task_id == "t1"
     c.fold(failed(first), retry_event(c.state, failed(first)), t=2)
     assert _dispatched(dispatch_waiting(c.state, at(3))) == [("t2", "d1")]
     assert [t.task_id for t in c.state.queue] == ["t1"]
+
+
+def test_a_retry_whose_only_other_replica_goes_away_ends_with_its_last_failure() -> None:
+    c = Cluster()
+    c.node("n1")
+    c.node("n2")
+    c.workspace("A")
+    c.replica("d1", "n1", "A")
+    c.replica("d2", "n2", "A", phase="starting")
+    c.fold(submitted("t1", "A"))
+    (first,) = dispatch_waiting(c.state, at(1))
+    c.fold(failed(first), retry_event(c.state, failed(first)), t=2)
+    assert dispatch_waiting(c.state, at(3)) == []  # waits for d2
+    c.lose("n2", t=4)  # now only n1, which failed it, has a replica
+    (ended,) = dispatch_waiting(c.state, at(5))
+    assert isinstance(ended, TaskFailed) and not ended.retryable
+    assert (ended.attempt, ended.code, ended.node_id) == (1, "node_error", "n1")
+    assert "t1" not in c.state.tasks and len(c.state.queue) == 0
