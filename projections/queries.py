@@ -87,6 +87,10 @@ def _load(row_type: type[_R], table: Table, values: Sequence[Any]) -> _R:
     return row_type(**fields)
 
 
+ListEntry = tuple[datetime, str]
+"""A task's place in its workspace's list: (submission time, task id), in list order."""
+
+
 def task_list(
     client: Client,
     database: str,
@@ -101,6 +105,30 @@ def task_list(
     task id. Paging: `limit` caps the page; `after` is the cursor, the last task id of the
     previous page (same workspace and range), and the page resumes strictly after it.
     An `after` that names no task of this list raises `UnknownCursor`."""
+    position = None
+    if after is not None:
+        at = list_position(client, database, workspace_id, start, end, after)
+        if at is None:
+            raise UnknownCursor(f"cursor {after!r} is not a task of this list")
+        position = (at, after)
+    entries = task_list_entries(
+        client, database, workspace_id, start, end, limit=limit, after=position
+    )
+    return [task_id for _, task_id in entries]
+
+
+def task_list_entries(
+    client: Client,
+    database: str,
+    workspace_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    limit: int | None = None,
+    after: ListEntry | None = None,
+) -> list[ListEntry]:
+    """Like `task_list`, as (submission time, task id) pairs, resuming strictly after the
+    list position `after` (which need not be a task of this store)."""
     if limit is not None and limit < 0:
         raise InvalidQuery(f"limit must be >= 0, got {limit}")
     params: dict[str, Any] = {"ws": workspace_id, "start": utc(start), "end": utc(end)}
@@ -109,20 +137,22 @@ def task_list(
     if limit is not None:
         params["limit"] = limit
     if after is not None:
-        params["after"] = after
-        params["after_at"] = _cursor_time(client, holes, params)
+        params["after_at"], params["after"] = utc(after[0]), after[1]
         holes["having"] = _CURSOR_HAVING
-    return [row[0] for row in run_query(client, _LIST.substitute(holes), params)]
+    rows = run_query(client, _LIST.substitute(holes), params)
+    return [(utc(at), task_id) for task_id, at in rows]
 
 
-def _cursor_time(client: Client, holes: dict[str, str], params: dict[str, Any]) -> datetime:
-    """The list time of the cursor task, which must be in the same list."""
-    cursor = {**holes, "and_task": "AND task_id = {after:String}", "limit": ""}
-    rows = run_query(client, _LIST.substitute(cursor), params)
-    if not rows:
-        raise UnknownCursor(f"cursor {params['after']!r} is not a task of this list")
-    moment: datetime = rows[0][1]
-    return utc(moment)
+def list_position(
+    client: Client, database: str, workspace_id: str, start: datetime, end: datetime, task_id: str
+) -> datetime | None:
+    """The list time of `task_id` in `workspace_id`'s list of [start, end), or None when
+    it is not a task of that list."""
+    holes = {"submissions": _name(database, SUBMISSIONS), "having": "", "limit": "",
+             "and_task": "AND task_id = {after:String}"}  # fmt: skip
+    params = {"ws": workspace_id, "start": utc(start), "end": utc(end), "after": task_id}
+    rows = run_query(client, _LIST.substitute(holes), params)
+    return utc(rows[0][1]) if rows else None
 
 
 def task_detail(client: Client, database: str, task_id: str) -> TaskDetail | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import uvicorn
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import ClientDisconnect
 
+from services.bus import BusUnavailable
 from services.ingress.auth import WORKSPACE_SECURITY_SCHEME
 from services.ingress.context import IngressContext
 from services.ingress.errors import ApiError
@@ -16,9 +18,11 @@ from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.responses import JsonResponse
 from services.ingress.results import contract_body
 from services.ingress.routers import analytics, ngpu, nodes, workspaces
+from services.ingress.starting import StartingGate
 from services.settings import Settings
 
 MANAGEMENT_BODY_LIMIT = 1 << 20
+log = logging.getLogger(__name__)
 
 
 def error_body(code: str, message: str, field: str | None) -> dict[str, Any]:
@@ -37,17 +41,30 @@ def is_contract_path(path: str) -> bool:
 
 
 def _error(
-    request: Request, status: int, code: str, message: str, field: str | None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None,
+    headers: dict[str, str] | None = None,
 ) -> JsonResponse:
     if is_contract_path(request.url.path):
         msg = f"{field}: {message}" if field and not message.startswith(field) else message
-        return JsonResponse(contract_body(status, msg), status_code=status)
-    return JsonResponse(error_body(code, message, field), status_code=status)
+        return JsonResponse(contract_body(status, msg), status_code=status, headers=headers)
+    return JsonResponse(error_body(code, message, field), status_code=status, headers=headers)
 
 
 async def _api_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, ApiError)
-    return _error(request, exc.status, exc.code, exc.message, exc.field)
+    # A bus that cannot take writes says so itself, once per interval with the count
+    # refused (`services.bus.outage`): not a line per request here.
+    outage = isinstance(exc.__cause__, BusUnavailable)
+    if exc.status >= 500 and exc.__cause__ is not None and not outage:
+        # A dependency's own error text (ClickHouse, Kafka, an indexer) stays in the log:
+        # the answer says only which dependency failed.
+        log.warning("%s %s answered %d (%s): %s", request.method, request.url.path,
+                    exc.status, exc.message, exc.__cause__)  # fmt: skip
+    return _error(request, exc.status, exc.code, exc.message, exc.field, exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JsonResponse:
@@ -94,10 +111,23 @@ def create_app(context: IngressContext) -> FastAPI:
         limit_for=lambda path: task_limit if is_contract_path(path) else MANAGEMENT_BODY_LIMIT,
         contract_path=is_contract_path,
     )
+    app.add_middleware(
+        StartingGate, started=lambda: context.follower.ready.caught_up,
+        contract_path=is_contract_path,
+    )  # fmt: skip
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, bool]:
+        """Liveness: the process answers (it may still be catching up with the log)."""
         return {"ok": True}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JsonResponse:
+        """Readiness: every role of this process has caught up with the log."""
+        waiting = context.readiness.waiting_for
+        if waiting:
+            return JsonResponse({"ready": False, "waiting_for": waiting}, status_code=503)
+        return JsonResponse({"ready": True})
 
     app.include_router(ngpu.router)  # first: the hottest routes are matched first
     app.include_router(workspaces.router)

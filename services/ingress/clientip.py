@@ -35,3 +35,18 @@ def client_ip(peer: str, forwarded_for: str | None, proxies: tuple[Network, ...]
             except ValueError:
                 return peer
     return hops[0] if hops else peer
+
+
+def rate_key(ip: str) -> str:
+    """The key a per-client rate limit counts `ip` under: an IPv4 address itself, an IPv6
+    address's /64 (what one host or subscriber is given, so a single client cannot
+    mint fresh keys by the 2**64); anything else as it is."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

@@ -1,6 +1,6 @@
 """What the ingress routes share: settings, the bus, the followers of the log, the task
-store (and a way to flush the projector beside it), the BRC-20 gate, the rate limiter and
-the credentials."""
+store (and a way to flush the projector beside it), the BRC-20 gate, the rate limiters,
+the credentials, and the readiness of the process."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from services.ingress.follower import DirectoryFollower
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
 from services.ingress.taskfollower import TaskFollower
+from services.readiness import Readiness
 from services.settings import Settings
 
 
 @dataclass(slots=True)
 class IngressContext:
     """Started by its owner (`services.roles`, or a test); the routes only use it.
-    `tasks` and `store` are needed by the NGPU API only."""
+    `tasks` and `store` are needed by the NGPU API only. `readiness` is the process's
+    (`/readyz`); the followers' own are added to it."""
 
     settings: Settings
     bus: Bus
@@ -34,13 +36,20 @@ class IngressContext:
     store: TaskStore | None = None
     gate: Brc20Gate = field(default_factory=lambda: Brc20Gate(NoProvider()))
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 1))
+    """Per workspace."""
+    ip_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 1))
+    """Per client IP, for the BRC-20 check (which takes no bearer)."""
     proxies: tuple[Network, ...] = ()
     registration_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     flush_projections: Callable[[], None] | None = None
     """Asks this process's projector to write what it holds now (when it runs here)."""
+    readiness: Readiness = field(default_factory=Readiness)
 
     def __post_init__(self) -> None:
         self.proxies = self.proxies or parse_networks(self.settings.trusted_proxies)
+        self.readiness.add(self.follower.ready)
+        if self.tasks is not None:
+            self.readiness.add(self.tasks.ready)
 
     async def publish(
         self, events: Iterable[Envelope | Event], *, visible: bool = True
@@ -50,7 +59,7 @@ class IngressContext:
         try:
             records = await publish_events(self.bus, events)
         except BusError as exc:
-            raise ServiceUnavailable(f"the event bus is unavailable: {exc}") from exc
+            raise ServiceUnavailable("the event bus is unavailable; try again later") from exc
         if visible:
             await self.follower.wait_for(records)
         return records

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from events.errors import NgpuError
 
 
 class ApiError(NgpuError):
     """A request that cannot be served. `status` is the HTTP status, `field` names the
-    offending input when there is one."""
+    offending input when there is one, `headers` go out with the answer (the taskID of a
+    sync call that timed out, say)."""
 
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.headers = dict(headers or {})
 
 
 class BadRequest(ApiError):
@@ -46,6 +52,13 @@ class AssetMissing(ApiError):
 
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
+
+
+class QueueFull(ApiError):
+    """A submission whose body would take the queued bytes over a cap
+    (`NGPU_QUEUE_MAX_BYTES`, `NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE`)."""
+
+    status, code = 429, "queue_full"
 
 
 class GatewayTimeout(ApiError):

@@ -20,7 +20,8 @@ RESULT_CODES: dict[int, str] = {
     404: "unknown task (or a task of another workspace)",
     410: "the task was cancelled (its workspace was deleted)",
     413: "body too large",
-    429: "rate limited",
+    429: "rate limited, or the queue is full (NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE or "
+    "NGPU_QUEUE_MAX_BYTES)",
     502: "node error: the node failed, or the container answered an HTTP error",
     503: "no capacity (the task waited past its TTL), or a dependency is unavailable",
     504: "timeout: the node did not answer in time, or a sync call waited too long",

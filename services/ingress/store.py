@@ -9,13 +9,15 @@ from typing import Any
 
 from projections import (
     GroupBy,
+    ListEntry,
     ProjectionError,
     TaskDetail,
     TaskState,
     UnknownCursor,
     UsageRow,
+    list_position,
     task_detail,
-    task_list,
+    task_list_entries,
     task_status,
     usage,
 )
@@ -43,7 +45,7 @@ class TaskStore:
         except UnknownCursor as exc:
             raise BadRequest(str(exc), field="cursor") from exc
         except ProjectionError as exc:
-            raise ServiceUnavailable(f"the task store is unavailable: {exc}") from exc
+            raise ServiceUnavailable("the task store is unavailable; try again later") from exc
 
     async def status(self, task_id: str) -> TaskStatus | None:
         found = await self._run(task_status, task_id)
@@ -58,17 +60,24 @@ class TaskStore:
         result: TaskDetail | None = await self._run(task_detail, task_id)
         return result
 
-    async def task_ids(
+    async def list_entries(
         self,
         workspace_id: str,
         start: datetime,
         end: datetime,
         limit: int | None,
-        after: str | None,
-    ) -> list[str]:
-        result: list[str] = await self._run(
-            task_list, workspace_id, start, end, limit=limit, after=after
+        after: ListEntry | None,
+    ) -> list[ListEntry]:
+        """The projected part of a workspace's task list (see `task_list_entries`)."""
+        result: list[ListEntry] = await self._run(
+            task_list_entries, workspace_id, start, end, limit=limit, after=after
         )
+        return result
+
+    async def list_position(
+        self, workspace_id: str, start: datetime, end: datetime, task_id: str
+    ) -> datetime | None:
+        result: datetime | None = await self._run(list_position, workspace_id, start, end, task_id)
         return result
 
     async def usage(

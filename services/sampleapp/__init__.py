@@ -12,6 +12,8 @@ Routes:
 - `POST /sleep?ms=N`: answers after N ms (for timeouts and kills)
 - `POST /echo`: the body and its Content-Type, unchanged
 - `GET /whoami` -> `{"node": NGPU_NODE_ID, "pid", "port", "env": PORT and NGPU_* ids/ports}`
+- `GET`/`POST /calls` -> `{"calls": {"<X-NGPU-Task-ID>": N}}`: how many requests of each
+  task this process has received (any route; for tests counting repeated calls)
 - `POST /fail?status=N`: answers status N (400..599); `POST /exit?code=N`: the process exits
   at once without answering (a crash, for restart and retry tests)
 Bodies over 10 MB are refused with 413.

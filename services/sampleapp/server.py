@@ -9,7 +9,9 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +46,12 @@ class SampleServer(ThreadingHTTPServer):
         super().__init__(address, SampleHandler)
         self.tasks = TaskStore()
         self.quiet = quiet
+        self.calls: Counter[str] = Counter()  # requests per X-NGPU-Task-ID
+        self.calls_lock = threading.Lock()
+
+    def count_call(self, task_id: str) -> None:
+        with self.calls_lock:
+            self.calls[task_id] += 1
 
 
 class SampleHandler(BaseHTTPRequestHandler):
@@ -54,6 +62,8 @@ class SampleHandler(BaseHTTPRequestHandler):
     # client's delayed ACK (about 40 ms per request on Linux).
     disable_nagle_algorithm = True
     server: SampleServer
+    _body_read = False
+    """Whether the current request's body was read (or refused and the connection closed)."""
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -78,13 +88,20 @@ class SampleHandler(BaseHTTPRequestHandler):
             sys.stderr.flush()
 
     def _handle(self, method: str) -> None:
+        task_id = self.headers.get("X-NGPU-Task-ID")
+        if task_id:
+            self.server.count_call(task_id)
         # The contract's `&` form (`/img2img&taskID=…`) is a query glued to the path.
         url = urlsplit(self.path)
         path, _, glued = url.path.partition("&")
         query = {k: v[-1] for k, v in parse_qs("&".join(filter(None, (glued, url.query)))).items()}
+        self._body_read = False
         try:
             self._route(method, path, query)
         except HttpError as exc:
+            if not self._body_read and self._has_body():
+                # Left on the connection, the body would be read as the next request.
+                self.close_connection = True
             self._send_json({"result_code": exc.status.value, "msg": exc.msg}, exc.status)
             if self.close_connection:
                 self._linger()
@@ -99,6 +116,8 @@ class SampleHandler(BaseHTTPRequestHandler):
             ("POST", "/sleep"): lambda: self._sleep(query),
             ("POST", "/echo"): lambda: self._echo(),
             ("GET", "/whoami"): lambda: self._send_json(_whoami(self.server)),
+            ("GET", "/calls"): lambda: self._calls(),
+            ("POST", "/calls"): lambda: self._calls(),
             ("POST", "/fail"): lambda: self._fail(query),
             ("POST", "/exit"): lambda: os._exit(_int(query, "code", 1, 0, 255)),
         }
@@ -142,10 +161,19 @@ class SampleHandler(BaseHTTPRequestHandler):
         self._send_json(described)
 
     def _sleep(self, query: dict[str, str]) -> None:
-        self._read_body()
+        """Sleep `ms` milliseconds: from the query, else from a JSON body `{"ms": N}` (so
+        a sync call, whose path carries no query, can ask for it too)."""
+        body = self._read_body()
+        if "ms" not in query:
+            with contextlib.suppress(ValueError, AttributeError):
+                query = {"ms": str(json.loads(body or b"{}").get("ms", 0))}
         ms = _int(query, "ms", 0, 0, MAX_SLEEP_MS)
         time.sleep(ms / 1000)
         self._send_json({"slept_ms": ms, "task_id": self.headers.get("X-NGPU-Task-ID")})
+
+    def _calls(self) -> None:
+        self._read_body()  # left unread, a body would be taken for the next request
+        self._send_json(_call_counts(self.server))
 
     def _echo(self) -> None:
         body = self._read_body()
@@ -157,8 +185,14 @@ class SampleHandler(BaseHTTPRequestHandler):
         status = HTTPStatus(_int(query, "status", 500, 400, 599))
         raise HttpError(status, f"failing on purpose with {status.value}")
 
+    def _has_body(self) -> bool:
+        length = self.headers.get("Content-Length", "0").strip()
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        return chunked or length not in ("", "0")
+
     def _read_body(self) -> bytes:
         """The request body, at most `MAX_BODY_BYTES` (413 beyond, without reading it)."""
+        self._body_read = True
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._read_chunked()
         try:
@@ -230,6 +264,11 @@ def _int(query: dict[str, str], name: str, default: int, low: int, high: int) ->
 
 def _too_large(size: int) -> str:
     return f"body of {size} bytes is over the limit of {MAX_BODY_BYTES}"
+
+
+def _call_counts(server: SampleServer) -> dict[str, Any]:
+    with server.calls_lock:
+        return {"calls": dict(server.calls)}
 
 
 def _whoami(server: SampleServer) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.cluster import ADMIN_TOKEN, Cluster, cluster_env, wait_for
+from tests.e2e.cluster import ADMIN_TOKEN, Cluster, cluster_env, sample_workspace, wait_for
 
 BTC = "bc1pp8vyhh2ma0ntzjwr26xxrn5r0w296yu68wdwle5rrhgtv3a2lgkqtyayus"
 # A valid mainnet address that holds nothing in the demo holdings (BIP-173 vector).
@@ -274,6 +274,15 @@ def test_the_log_replays_into_identical_projections(
             assert first["details"][task_id] == live[task_id]
 
 
+def _projected_tasks(cluster: Cluster, workspace_id: str) -> int:
+    """Completed tasks of the workspace in the projections (the admin's usage view, which
+    reads them alone; lists also merge what the ingress followed from the log)."""
+    usage = httpx.get(f"{cluster.url}/v1/analytics/usage", headers=cluster.admin(),
+                      params={"workspace_id": workspace_id}, timeout=30)  # fmt: skip
+    assert usage.status_code == 200, usage.text
+    return sum(int(row["tasks"]) for row in usage.json()["rows"])
+
+
 def test_get_detailed_flushes_the_projector_beside_it(
     tmp_path: Path, kafka_bootstrap: str | None
 ) -> None:
@@ -290,10 +299,82 @@ def test_get_detailed_flushes_the_projector_beside_it(
             stranger = {"Authorization": f"Bearer {_other_workspace(cluster)}"}
             foreign = http.get(f"/user/getDetailed?taskID={task_id}", headers=stranger)
             assert foreign.status_code == 404, foreign.text
-            assert task_id not in http.get("/user/queryTaskList").json()["taskIds"]
+            assert _projected_tasks(cluster, workspace_id) == 0  # no flush for a stranger
             detailed = http.get(f"/user/getDetailed?taskID={task_id}")
             assert detailed.status_code == 200, detailed.text
             assert detailed.json()["taskInfo"]["state"] == 3
-            assert task_id in http.get("/user/queryTaskList").json()["taskIds"]
+            assert _projected_tasks(cluster, workspace_id) == 1
+    finally:
+        cluster.stop()
+
+
+# `data` as a client may write it: integers and exponents no double holds, a trailing
+# zero, spacing, escapes, raw UTF-8, and JSON's punctuation inside strings.
+EXACT_DATA = (
+    '{\n  "big": 123456789012345678901234567890, "price": 1.10, "huge": 1e400,\n'
+    '  "s": "}{\\"data\\": [", "name": "caf\\u00e9 \\ud83d\\ude00", "raw": "café",\n'
+    '  "list": [ 1 , [ ] , {} ]\n}'
+)
+EXACT_BODY = (
+    '{"meta": {"data": 0}, "note": "\\"data\\": {}", "data":  ' + EXACT_DATA + " }"
+).encode()
+
+
+def test_data_reaches_the_container_byte_for_byte(demo: tuple[Cluster, str]) -> None:
+    json_type = {"Content-Type": "application/json"}
+    with _client(demo) as http:
+        sync = http.post("/user/echo", content=EXACT_BODY, headers=json_type)
+        assert sync.status_code == 200, sync.text
+        assert sync.json()["data"] == EXACT_DATA  # what /echo received, sent back
+        accepted = http.post("/user/schedulingTask?paramUrl=echo", content=EXACT_BODY,
+                             headers=json_type)  # fmt: skip
+        task_id = accepted.json()["taskID"]
+        assert _wait_done(http, task_id)["data"] == EXACT_DATA
+        detailed = http.get(f"/user/getDetailed?taskID={task_id}")
+        assert detailed.status_code == 200, detailed.text
+        assert detailed.json()["taskInfo"]["request"] == EXACT_DATA
+
+
+def test_submission_answers_carry_the_task_id(demo: tuple[Cluster, str]) -> None:
+    with _client(demo) as http:
+        done = http.post("/user/echo", json={"data": "hello"})
+        assert done.status_code == 200, done.text
+        task_id = done.headers["X-NGPU-Task-ID"]
+        polled = http.get("/user/queryTask", params={"taskID": task_id}).json()
+        assert polled == {"result_code": 200, "msg": "success", "taskID": task_id, "data": "hello"}
+
+        failed = http.post("/user/fail", json=CONTRACT_BODY)  # the container answers 500
+        assert failed.status_code == 502, failed.text
+        assert {"result_code", "msg", "data"} <= set(failed.json())
+        failed_id = failed.headers["X-NGPU-Task-ID"]
+        assert failed_id != task_id
+        polled = http.get("/user/queryTask", params={"taskID": failed_id}).json()
+        assert polled["result_code"] == 502 and polled["data"] == failed.json()["data"]
+
+        accepted = http.post("/user/schedulingTask?paramUrl=echo", json={"data": "x"})
+        assert accepted.headers["X-NGPU-Task-ID"] == accepted.json()["taskID"]
+
+        refused = http.post("/user/img2img", json={"btc_address": POOR_BTC, "data": ""})
+        assert refused.status_code == 403 and "X-NGPU-Task-ID" not in refused.headers
+
+
+def test_a_sync_call_that_outwaits_its_limit_names_its_task(
+    tmp_path: Path, kafka_bootstrap: str | None
+) -> None:
+    # No node: the task waits for capacity, and the sync call gives up after 1 s (504).
+    cluster = Cluster(tmp_path, cluster_env(kafka_bootstrap, NGPU_SYNC_WAIT_MAX_S="1"))
+    try:
+        cluster.start_control_plane()
+        created = httpx.post(f"{cluster.url}/v1/workspaces", json=sample_workspace(),
+                             headers=cluster.admin(), timeout=30)  # fmt: skip
+        assert created.status_code == 201, created.text
+        with _client((cluster, str(created.json()["workspace_id"]))) as http:
+            timed_out = http.post("/user/echo", json={"data": "x"})
+            assert timed_out.status_code == 504, timed_out.text
+            assert timed_out.json()["result_code"] == 504
+            task_id = timed_out.headers["X-NGPU-Task-ID"]
+            assert task_id in timed_out.json()["msg"]
+            polled = http.get("/user/queryTask", params={"taskID": task_id}).json()
+            assert polled["result_code"] == 100
     finally:
         cluster.stop()

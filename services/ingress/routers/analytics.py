@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from services.ingress.auth import AdminAuth, Context
 from services.ingress.errors import ServiceUnavailable
-from services.ingress.routers.ngpu import parse_bound
+from services.ingress.routers.ngpu import TIME_BOUND_SCHEMA, parse_bound
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 
@@ -19,8 +19,17 @@ async def usage(
     context: Context,
     _: AdminAuth,
     group_by: Literal["workspace", "node", "gpu_type", "day"] = Query("workspace"),
-    from_: str | None = Query(None, alias="from", description="Date or date-time (inclusive)."),
-    to: str | None = Query(None, description="Date (inclusive) or date-time (exclusive)."),
+    from_: str | None = Query(
+        None,
+        alias="from",
+        description="Date or date-time (inclusive).",
+        json_schema_extra=TIME_BOUND_SCHEMA,
+    ),
+    to: str | None = Query(
+        None,
+        description="Date (inclusive) or date-time (exclusive).",
+        json_schema_extra=TIME_BOUND_SCHEMA,
+    ),
     workspace_id: str | None = Query(None, max_length=32),
 ) -> dict[str, Any]:
     """Completed tasks and GPU seconds per key, for responses in [from, to)."""

@@ -1,5 +1,6 @@
-"""The customer's NGPU API (`reference/ngpu-api-integration.md`), served exactly: sync and
-async pass-through, task queries, the BRC-20 check. Every route takes
+"""The customer's NGPU API (`docs/ngpu-api-integration.md`), served exactly: sync and
+async pass-through, task queries, the BRC-20 check. Every route but the BRC-20 check
+(a "Common API Interface" of the contract, limited per client IP instead) takes
 `Authorization: Bearer <Workspace ID>`; a workspace sees only its own tasks. The
 contract's `&`-in-path forms are served beside the `?` forms."""
 
@@ -16,20 +17,30 @@ from events import utc_now
 from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
 from services.ingress.auth import WORKSPACE_SECURITY_SCHEME, Context, WorkspaceAuth, context_of
+from services.ingress.clientip import client_ip, rate_key
 from services.ingress.context import IngressContext
 from services.ingress.errors import (
     BadRequest,
     GatewayTimeout,
     NotFound,
+    RateLimited,
     ServiceUnavailable,
 )
 from services.ingress.paramurl import container_path
 from services.ingress.responses import JsonResponse
 from services.ingress.results import DONE, IN_PROGRESS, contract_body, http_status
 from services.ingress.store import TaskStore
-from services.ingress.submission import check_caller, parse_body, submission, target_port
+from services.ingress.submission import (
+    BRC20_UNAVAILABLE,
+    check_caller,
+    parse_body,
+    publish_submission,
+    submission,
+    target_port,
+)
 from services.ingress.taskfollower import TaskFollower
 from services.ingress.taskids import issued_at
+from services.ingress.tasklist import list_task_ids
 from services.ingress.taskview import TaskStatus
 
 router = APIRouter(tags=["NGPU API"])
@@ -43,6 +54,15 @@ def _answer(result_code: int, msg: str, **fields: Any) -> JsonResponse:
     return JsonResponse(
         contract_body(result_code, msg, **fields), status_code=http_status(result_code)
     )
+
+
+TASK_ID_HEADER = "X-NGPU-Task-ID"
+"""On every answer of the two submission routes once the task exists, errors included."""
+
+
+def _of_task(answer: JsonResponse, task_id: str) -> JsonResponse:
+    answer.headers[TASK_ID_HEADER] = task_id
+    return answer
 
 
 def outcome(status: TaskStatus) -> tuple[int, str, str]:
@@ -71,26 +91,49 @@ def _served(context: IngressContext) -> tuple[TaskFollower, TaskStore]:
     return context.tasks, context.store
 
 
-def _docs(*params: tuple[str, bool, str]) -> dict[str, Any]:
-    """A route's `openapi_extra`: the workspace bearer it requires, and the query
-    parameters (name, required, description) it reads itself. The two submission routes,
-    the hottest, skip FastAPI's parameter resolution (about 15 µs a parameter, per
+_Param = tuple[str, bool, str, dict[str, Any]]
+_STRING: dict[str, Any] = {"type": "string"}
+_CONTRACT_BODY: dict[str, Any] = {
+    "required": False,
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "properties": {
+            "btc_address": {"type": "string", "description": "Checked for the BRC-20 "
+                            "balance when not empty."},
+            "data": {"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}],
+                     "description": "Passed through to the container."},
+        },
+    }}},
+}  # fmt: skip
+
+
+def _docs(*params: _Param, bearer: bool = True, body: bool = False) -> dict[str, Any]:
+    """A route's `openapi_extra`: the workspace bearer it requires (unless `bearer` is
+    false), the query parameters (name, required, description, schema) it reads itself,
+    and the contract's request body when it reads one. The two submission routes, the
+    hottest, skip FastAPI's parameter and body resolution (about 15 µs a parameter, per
     request); their own checks name the field in the 400."""
-    return {
-        "security": [{name: []} for name in WORKSPACE_SECURITY_SCHEME],
+    extra: dict[str, Any] = {
         "parameters": [
             {"name": name, "in": "query", "required": required, "description": description,
-             "schema": {"type": "string"}}
-            for name, required, description in params
+             "schema": schema}
+            for name, required, description, schema in params
         ],
     }  # fmt: skip
+    if bearer:
+        extra["security"] = [{name: []} for name in WORKSPACE_SECURITY_SCHEME]
+    if body:
+        extra["requestBody"] = _CONTRACT_BODY
+    return extra
 
 
-_PARAM_PORT = ("paramPort", False, "A declared container port; default: the first one.")
+_PARAM_PORT: _Param = ("paramPort", False, "A declared container port; default: the first one.",
+                       {"type": "integer"})  # fmt: skip
 
 
 @router.post("/user/schedulingTask", openapi_extra=_docs(
-    ("paramUrl", True, "Path on the container, e.g. sdapi/v1/img2img."), _PARAM_PORT))  # fmt: skip
+    ("paramUrl", True, "Path on the container, e.g. sdapi/v1/img2img.", _STRING), _PARAM_PORT,
+    body=True))  # fmt: skip
 async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Async mode: answers the taskID once `TaskSubmitted` is durable."""
     context = context_of(request)
@@ -99,12 +142,12 @@ async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonRes
     query = request.query_params
     target = container_path(query.get("paramUrl", ""))
     port = target_port(workspace, query.get("paramPort"))
-    await check_caller(context, workspace, body.btc_address)
+    await check_caller(context, tasks, workspace, body)
     event = submission(context, request, workspace, body, mode="async", method="schedulingTask",
                        param_url=target, param_port=port)  # fmt: skip
-    await context.publish([event], visible=False)
-    tasks.submitted(event)
-    return _answer(IN_PROGRESS, "SUCCESS! The task is queued", taskID=event.task_id)
+    await publish_submission(context, tasks, event)
+    answer = _answer(IN_PROGRESS, "SUCCESS! The task is queued", taskID=event.task_id)
+    return _of_task(answer, event.task_id)
 
 
 async def _query_task(
@@ -135,10 +178,20 @@ async def query_task_amp(task_id: str, workspace: WorkspaceAuth, context: Contex
     return await _query_task(task_id, workspace, context)
 
 
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2299, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+"""The span of ClickHouse's DateTime64: time bounds are clamped to it."""
+TIME_BOUND_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
+"""How a `parse_bound` parameter is documented in OpenAPI."""
+
+
 def parse_bound(raw: str | None, default: datetime, *, end: bool, field: str) -> datetime:
     """A date (`2024-04-11`) or date-time (`2024-04-11T10:00:00`, `2024-04-11 10:00:00`,
     with or without an offset; UTC when none). A date as the end bound means the end of
-    that day (the end day is inclusive)."""
+    that day (the end day is inclusive). Clamped to [`EARLIEST`, `LATEST`], so a far
+    bound means "everything" (the store holds nothing outside it)."""
     if not raw:
         return default
     try:
@@ -148,26 +201,38 @@ def parse_bound(raw: str | None, default: datetime, *, end: bool, field: str) ->
             moment = datetime.fromisoformat(raw.replace(" ", "T", 1))
         except ValueError as exc:
             raise BadRequest("must be YYYY-MM-DD or an ISO 8601 date-time", field=field) from exc
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    start = datetime.combine(day, time(), tzinfo=UTC)
-    return start + timedelta(days=1) if end else start
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        # An offset can carry year 1 or 9999 past datetime's own range: compare, then convert.
+        return min(max(moment, EARLIEST), LATEST).astimezone(UTC)
+    if day > LATEST.date():  # and so `date.max` plus a day never overflows
+        return LATEST
+    bound = datetime.combine(day, time(), tzinfo=UTC) + timedelta(days=1 if end else 0)
+    return min(max(bound, EARLIEST), LATEST)
 
 
 @router.get("/user/queryTaskList", openapi_extra=_docs())
 async def query_task_list(
     workspace: WorkspaceAuth,
     context: Context,
-    startTime: str | None = Query(None, description="Default 1970-01-01."),
-    endTime: str | None = Query(None, description="Default 2099-01-01; a date is inclusive."),
+    startTime: str | None = Query(
+        None, description="Default 1970-01-01.", json_schema_extra=TIME_BOUND_SCHEMA
+    ),
+    endTime: str | None = Query(
+        None,
+        description="Default 2099-01-01; a date is inclusive.",
+        json_schema_extra=TIME_BOUND_SCHEMA,
+    ),
     limit: int | None = Query(None, ge=1, le=100_000, description="Page size."),
     cursor: str | None = Query(None, max_length=64, description="`cursor` of the last page."),
 ) -> JsonResponse:
     """The workspace's task ids in submission order. With `limit`, a full page also
     carries `cursor` (pass it back to continue)."""
-    _, store = _served(context)
+    tasks, store = _served(context)
     start = parse_bound(startTime, datetime(1970, 1, 1, tzinfo=UTC), end=False, field="startTime")
     end = parse_bound(endTime, datetime(2099, 1, 2, tzinfo=UTC), end=True, field="endTime")
-    ids = await store.task_ids(workspace.registered.workspace_id, start, end, limit, cursor)
+    ids = await list_task_ids(tasks.view, store, workspace.registered.workspace_id, start, end,
+                              limit=limit, cursor=cursor)  # fmt: skip
     extra = {"cursor": ids[-1]} if limit is not None and len(ids) == limit else {}
     return _answer(DONE, "success", result_size=len(ids), taskIds=ids, **extra)
 
@@ -243,32 +308,41 @@ async def get_detailed_amp(
     return await _detailed(task_id, workspace, context)
 
 
-async def _check_address(address: str, context: IngressContext) -> JsonResponse:
+async def _check_address(address: str, request: Request) -> JsonResponse:
+    """No bearer is asked for (one sent is not looked at): the contract lists the check
+    among its common interfaces. Each client IP is limited instead, since a lookup may
+    reach a paid indexer."""
+    context = context_of(request)
+    peer = request.client.host if request.client else ""
+    caller = client_ip(peer, request.headers.get("x-forwarded-for"), context.proxies)
+    if not context.ip_limiter.allow(rate_key(caller)):
+        raise RateLimited("too many BRC-20 checks from this client; slow down")
     try:
         check = await context.gate.check(address)
     except InvalidBtcAddress as exc:
         raise BadRequest(str(exc), field="address") from exc
     except Brc20Unavailable as exc:
-        raise ServiceUnavailable(f"BRC-20 check unavailable: {exc}") from exc
+        raise ServiceUnavailable(BRC20_UNAVAILABLE) from exc
     return JsonResponse(check.as_dict())
 
 
-@router.get("/brc20/checkAddress", openapi_extra=_docs())
+@router.get("/brc20/checkAddress", openapi_extra=_docs(bearer=False))
 async def check_address(
-    _: WorkspaceAuth, context: Context, address: str = Query(..., max_length=128)
+    request: Request, address: str = Query(..., max_length=128)
 ) -> JsonResponse:
-    """`{"exists", "names", "balances"}` for a BTC address."""
-    return await _check_address(address, context)
+    """`{"exists", "names", "balances"}` for a BTC address. No bearer; limited per client IP."""
+    return await _check_address(address, request)
 
 
 @router.get("/brc20/checkAddress&address={address}", include_in_schema=False)
-async def check_address_amp(address: str, _: WorkspaceAuth, context: Context) -> JsonResponse:
-    return await _check_address(address, context)
+async def check_address_amp(address: str, request: Request) -> JsonResponse:
+    return await _check_address(address, request)
 
 
-@router.post("/user/{path:path}", openapi_extra=_docs(_PARAM_PORT))
+@router.post("/user/{path:path}", openapi_extra=_docs(_PARAM_PORT, body=True))
 async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> JsonResponse:
-    """Sync mode: forwards `data` to `path` on the container and answers its response."""
+    """Sync mode: forwards `data` to `path` on the container and answers its response.
+    Every answer once the task is published carries its taskID (`X-NGPU-Task-ID`)."""
     context = context_of(request)
     tasks, _ = _served(context)
     if path in RESERVED:
@@ -276,13 +350,12 @@ async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> 
     body = parse_body(await request.body())
     target = container_path(path, field="path")
     port = target_port(workspace, request.query_params.get("paramPort"))
-    await check_caller(context, workspace, body.btc_address)
+    await check_caller(context, tasks, workspace, body)
     event = submission(context, request, workspace, body, mode="sync", method=path.strip("/"),
                        param_url=target, param_port=port)  # fmt: skip
     ended = tasks.expect(event.task_id)
     try:
-        await context.publish([event], visible=False)
-        tasks.submitted(event)
+        await publish_submission(context, tasks, event)
         settings = context.settings
         wait_s = min(
             settings.sync_wait_max_s,
@@ -292,9 +365,13 @@ async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> 
             status = await asyncio.wait_for(asyncio.shield(ended), wait_s)
         except TimeoutError as exc:
             raise GatewayTimeout(
-                f"no answer within {wait_s:.0f}s; poll /user/queryTask?taskID={event.task_id}"
+                f"no answer within {wait_s:.0f}s; poll /user/queryTask?taskID={event.task_id}",
+                headers={TASK_ID_HEADER: event.task_id},
             ) from exc
     finally:
         tasks.forget(event.task_id, ended)
     code, msg, data = outcome(status)
-    return _answer(code, msg, data=data)
+    # A failure names its task in the body too, for getDetailed; success keeps the
+    # contract's three fields.
+    extra = {} if code == DONE else {"taskID": event.task_id}
+    return _of_task(_answer(code, msg, data=data, **extra), event.task_id)

@@ -4,6 +4,7 @@ OpenAPI."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from services.ingress.results import RESULT_CODES
 from services.settings import ENV_PREFIX, Settings
@@ -48,5 +49,35 @@ async def test_openapi_documents_the_ngpu_routes_parameters_and_bearer(
     }  # fmt: skip
     for (path, method), params in expected.items():
         operation = doc["paths"][path][method]
-        assert operation["security"] == [{"WorkspaceID": []}], path
+        # The BRC-20 check is one of the contract's common interfaces: no bearer.
+        security = operation.get("security", [])
+        assert security == ([] if path.startswith("/brc20/") else [{"WorkspaceID": []}]), path
         assert {p["name"]: p["required"] for p in operation["parameters"]} == params, path
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types a parameter's schema admits, but null (an absent optional one)."""
+    found = {schema["type"]} if "type" in schema else set()
+    for option in schema.get("anyOf", []):
+        found |= _types(option)
+    return found - {"null"}
+
+
+async def test_openapi_types_the_ngpu_query_parameters(control_plane: ControlPlane) -> None:
+    # What a schema-driven fuzzer (or a client generator) needs to reach each parameter.
+    doc = (await control_plane.http.get("/openapi.json")).json()
+    expected = {"paramUrl": "string", "paramPort": "integer", "taskID": "string",
+                "startTime": "string", "endTime": "string", "limit": "integer",
+                "cursor": "string", "address": "string"}  # fmt: skip
+    seen: dict[str, set[str]] = {}
+    for path, operations in doc["paths"].items():
+        if not path.startswith(("/user/", "/brc20/")):
+            continue
+        for operation in operations.values():
+            for param in operation["parameters"]:
+                if param["in"] == "query":
+                    seen.setdefault(param["name"], set()).update(_types(param["schema"]))
+    assert seen == {name: {kind} for name, kind in expected.items()}
+    for path in ("/user/schedulingTask", "/user/{path}"):
+        body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert set(body["schema"]["properties"]) == {"btc_address", "data"}, path

@@ -7,13 +7,21 @@ from datetime import UTC, datetime
 
 import pytest
 
-from events import TaskCompleted, TaskDispatched, TaskFailed, TaskRetried, TaskSubmitted
-from services.ingress.clientip import client_ip, parse_networks
+from events import (
+    TaskCompleted,
+    TaskDispatched,
+    TaskFailed,
+    TaskRetried,
+    TaskSubmitted,
+    WorkspaceRegistered,
+)
+from services.ingress.clientip import client_ip, parse_networks, rate_key
+from services.ingress.directory import WorkspaceView
 from services.ingress.errors import BadRequest
 from services.ingress.paramurl import container_path
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.routers.ngpu import detail_wait_s, outcome, parse_bound
-from services.ingress.submission import parse_body
+from services.ingress.submission import parse_body, target_port
 from services.ingress.taskids import issued_at, new_task_id, new_task_seq
 from services.ingress.taskview import TaskView
 
@@ -108,8 +116,8 @@ def test_rate_limiter_refills_at_its_rate() -> None:
         (b'{"btc_address": "", "data": ""}', "", "application/json"),
         (b'{"data": "{\\"a\\": 1}"}', '{"a": 1}', "application/json"),
         (b'{"data": "plain words"}', "plain words", "text/plain; charset=utf-8"),
-        (b'{"data": {"prompt": "x"}}', '{"prompt":"x"}', "application/json"),
-        (b'{"data": [1, 2]}', "[1,2]", "application/json"),
+        (b'{"data": {"prompt": "x"}}', '{"prompt": "x"}', "application/json"),
+        (b'{"data": [1, 2]}', "[1, 2]", "application/json"),
         (b"", "", "application/json"),
     ],
 )
@@ -147,6 +155,91 @@ def test_time_bounds_make_the_end_day_inclusive() -> None:
     assert parse_bound(None, default, end=False, field="startTime") is default
     with pytest.raises(BadRequest):
         parse_bound("yesterday", default, end=False, field="startTime")
+
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2299, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "end", "expected"),
+    [
+        ("9999-12-31", True, LATEST),
+        ("9999-12-31T23:59:59", True, LATEST),
+        ("9999-12-31T23:59:59-01:00", True, LATEST),
+        ("2300-01-01", False, LATEST),
+        ("2299-12-31T23:59:59.999999", False, LATEST),
+        ("0001-01-01", False, EARLIEST),
+        ("0001-01-01T00:00:00+01:00", False, EARLIEST),
+        ("1899-12-31", True, EARLIEST),
+        ("1900-01-01", False, EARLIEST),
+        ("2299-12-31", True, LATEST),
+    ],
+)
+def test_time_bounds_are_clamped_to_what_the_store_can_hold(
+    raw: str, end: bool, expected: datetime
+) -> None:
+    # ClickHouse's DateTime64 spans 1900-01-01 to 2299-12-31; past that a bound means
+    # "everything", not a 500 (a date overflow) or a 503 (the store refusing the value).
+    default = datetime(1970, 1, 1, tzinfo=UTC)
+    assert parse_bound(raw, default, end=end, field="endTime") == expected
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "2024-13-01", "2024-04-11T25:00", "2024\x00", "²"])
+def test_unparseable_time_bounds_name_the_field(raw: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_bound(raw, datetime(1970, 1, 1, tzinfo=UTC), end=False, field="startTime")
+    assert caught.value.field == "startTime"
+
+
+def _workspace(*ports: int) -> WorkspaceView:
+    registered = WorkspaceRegistered(
+        workspace_id="w", name="n", userkey="u", image="i", command=("run",),
+        gpu_type="RTX4090", gpu_count=1, ports=ports,
+    )  # fmt: skip
+    return WorkspaceView(registered, {}, 1, 1, 5.0, datetime.now(UTC))
+
+
+@pytest.mark.parametrize(("raw", "port"), [(None, 8080), ("", 8080), ("9000", 9000)])
+def test_param_port_defaults_to_the_first_declared_port(raw: str | None, port: int) -> None:
+    assert target_port(_workspace(8080, 9000), raw) == port
+
+
+# "²" is a digit to str.isdigit() but not to int(), which reads fullwidth digits as
+# ASCII ones; 5000 digits exceed int()'s limit on decimal strings.
+FULLWIDTH_8080 = "\uff18\uff10\uff18\uff10"
+
+
+@pytest.mark.parametrize(
+    "raw", ["²", FULLWIDTH_8080, "8080 ", "-8080", "+8080", "0x1f90", "1" * 5000]
+)
+def test_param_port_is_ascii_digits_of_a_declared_port(raw: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        target_port(_workspace(8080), raw)
+    assert caught.value.field == "paramPort"
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("94.74.66.215", "94.74.66.215"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+        ("::ffff:94.74.66.215", "94.74.66.215"),
+        ("not-an-ip", "not-an-ip"),
+    ],
+)
+def test_rate_keys_group_an_ipv6_64(ip: str, key: str) -> None:
+    # One IPv6 host holds a whole /64: keyed by address it would have 2**64 buckets.
+    assert rate_key(ip) == key
+
+
+def test_rate_limiter_keeps_a_bounded_number_of_keys() -> None:
+    limiter = RateLimiter(rate_per_s=1, burst=1, max_keys=3)
+    for key in "abcdef":
+        assert limiter.allow(key, now=0.0)
+    assert len(limiter._buckets) <= 3
+    assert not limiter.allow("f", now=0.0)  # the newest keys are kept
 
 
 def _submitted(task_id: str = "t1") -> TaskSubmitted:

@@ -117,6 +117,28 @@ async def test_bad_workspace_bodies_name_the_field(
     assert [r async for r in control_plane.bus.replay([topics.WORKSPACES])] == []
 
 
+@pytest.mark.parametrize(
+    ("command", "env", "field"),
+    [
+        ('"run \\ud800"', "{}", "command"),
+        ('["run", "\\udfff"]', "{}", "command"),
+        ('"run"', '{"A": "\\ud800x"}', "env"),
+    ],
+)
+async def test_lone_surrogates_are_refused_not_a_500(
+    control_plane: ControlPlane, command: str, env: str, field: str
+) -> None:
+    # JSON can escape a lone surrogate; no event can carry one (the event codec's error
+    # was a 500).
+    raw = (f'{{"name": "lone", "image": "i", "command": {command}, "env": {env}, '
+           f'"gpu": {{"type": "A100", "count": 1}}, "ports": [9000]}}')  # fmt: skip
+    headers = {**control_plane.admin(), "Content-Type": "application/json"}
+    response = await control_plane.http.post("/v1/workspaces", content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+    assert [r async for r in control_plane.bus.replay([topics.WORKSPACES])] == []
+
+
 async def test_malformed_json_is_a_400(control_plane: ControlPlane) -> None:
     response = await control_plane.http.post(
         "/v1/workspaces",

@@ -164,6 +164,17 @@ def test_whoami_names_the_node_and_the_process(
     assert answer["env"] == {"NGPU_NODE_ID": "node-7"}
 
 
+def test_calls_counts_the_requests_of_each_task(client: httpx.Client) -> None:
+    for task_id, path in [("t-1", "/echo"), ("t-2", "/img2img"), ("t-1", "/fail"), ("t-1", "/x")]:
+        client.post(path, json={}, headers={"X-NGPU-Task-ID": task_id})
+    client.post("/echo", json={})  # no task: not counted
+    calls = client.get("/calls").json()["calls"]
+    assert (calls["t-1"], calls["t-2"]) == (3, 1)
+    counted = client.post("/calls", json={}, headers={"X-NGPU-Task-ID": "t-3"}).json()["calls"]
+    assert counted["t-3"] == 1  # a call through the gateway counts itself
+    assert client.post("/echo", content=b"next").content == b"next"  # the body was read
+
+
 @pytest.mark.parametrize("status", [400, 500, 503])
 def test_fail_answers_the_status_asked(client: httpx.Client, status: int) -> None:
     assert client.post(f"/fail?status={status}").status_code == status
@@ -182,6 +193,17 @@ def test_unknown_routes_and_methods(
     client: httpx.Client, method: str, path: str, status: int
 ) -> None:
     assert client.request(method, path).status_code == status
+
+
+@pytest.mark.parametrize(("path", "status"), [("/nope", 404), ("/health", 405)])
+def test_a_refused_body_is_not_taken_for_the_next_request(
+    client: httpx.Client, path: str, status: int
+) -> None:
+    # Refused before its body was read, a request leaves the body on the connection: it
+    # must be closed, or the next request on it would begin with that body ("[]POST").
+    assert client.post(path, content=b"[]").status_code == status
+    echoed = client.post("/echo", content=b"hi")
+    assert (echoed.status_code, echoed.content) == (200, b"hi")
 
 
 def test_port_comes_from_the_environment_and_sigterm_exits_cleanly() -> None:
