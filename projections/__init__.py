@@ -1,7 +1,9 @@
 """ClickHouse read models folded from the event log: DDL, pure `rows_for(event)`, the
-batched writer, the projector role and the read queries behind the HTTP API."""
+batched writer, the projector role, the archive (the raw events table, from which the
+other tables are rebuilt) and the read queries behind the HTTP API."""
 
 from projections.apply import rows_for
+from projections.archive import archived_envelope, rebuild_from_archive, split_archived_bodies
 from projections.errors import (
     InvalidName,
     InvalidQuery,
@@ -9,23 +11,27 @@ from projections.errors import (
     StoreError,
     UnknownCursor,
 )
-from projections.projector import GROUP, Projector, ProjectorStats, rebuild
+from projections.projector import GROUP, Projector, ProjectorStats
 from projections.queries import (
     GroupBy,
+    ListEntry,
     event_count,
+    list_position,
     task_count,
     task_detail,
     task_list,
+    task_list_entries,
     task_status,
     usage,
 )
 from projections.rows import DispatchRow, EventRow, OutcomeRow, RequeueRow, Row, SubmissionRow
-from projections.schema import TABLES, Table, create_schema, drop_schema
+from projections.schema import DERIVED, TABLES, Table, body_retention, create_schema, drop_schema
 from projections.store import connect
 from projections.views import TaskDetail, TaskState, TaskStatus, UsageRow
 from projections.writer import ProjectionWriter
 
 __all__ = [
+    "DERIVED",
     "GROUP",
     "TABLES",
     "DispatchRow",
@@ -33,6 +39,7 @@ __all__ = [
     "GroupBy",
     "InvalidName",
     "InvalidQuery",
+    "ListEntry",
     "OutcomeRow",
     "ProjectionError",
     "ProjectionWriter",
@@ -48,15 +55,20 @@ __all__ = [
     "TaskStatus",
     "UnknownCursor",
     "UsageRow",
+    "archived_envelope",
+    "body_retention",
     "connect",
     "create_schema",
     "drop_schema",
     "event_count",
-    "rebuild",
+    "list_position",
+    "rebuild_from_archive",
     "rows_for",
+    "split_archived_bodies",
     "task_count",
     "task_detail",
     "task_list",
+    "task_list_entries",
     "task_status",
     "usage",
 ]

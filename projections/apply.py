@@ -1,19 +1,26 @@
 """Pure: the projection rows of one event. No I/O; the writer inserts what this returns.
 
-Every event yields an `EventRow` (the raw log); task events also yield their fact row:
+Every event yields an `EventRow` (the archive); task events also yield their fact row:
 `TaskSubmitted` -> `SubmissionRow`, `TaskDispatched` -> `DispatchRow`, a retryable
 `TaskFailed` or a `TaskRetried` -> `RequeueRow`, a terminal event -> `OutcomeRow`.
 Integers are clamped to Int64 and times normalized to aware UTC (a naive time is taken
 as UTC), so any event the codec accepts yields rows the store accepts.
+
+An event's body (`request_body` or `response_body`; no event has both) is archived apart
+from the rest of it (`split_body`, `join_body`), so that bodies can age out of the
+archive while every other field of the event stays.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from typing import Any
 
 from events import (
     Envelope,
+    Event,
+    EventDecodeError,
     TaskCancelled,
     TaskCompleted,
     TaskDispatched,
@@ -24,6 +31,7 @@ from events import (
     encode,
 )
 from projections.rows import (
+    ARCHIVE_LAYOUT,
     DispatchRow,
     EventRow,
     OutcomeKind,
@@ -34,21 +42,83 @@ from projections.rows import (
 )
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_BODY_FIELDS = ("request_body", "response_body")
+_BODY_FIELD_OF: dict[type[Event], str | None] = {}
+
+FACT_TYPES: tuple[type[Event], ...] = (
+    TaskSubmitted,
+    TaskDispatched,
+    TaskCompleted,
+    TaskFailed,
+    TaskRetried,
+    TaskCancelled,
+    TaskExpired,
+)
+"""The events that yield a fact row (every other event yields only its raw row)."""
 
 
 def rows_for(envelope: Envelope) -> tuple[Row, ...]:
     """The rows `envelope` contributes to the projection tables (raw log row first)."""
-    raw = EventRow(
+    return (raw_row(envelope), *fact_rows(envelope))
+
+
+def raw_row(envelope: Envelope) -> EventRow:
+    """The archive's row of `envelope`: its document without the body, and the body."""
+    bodiless, body = split_body(envelope)
+    return EventRow(
         event_id=envelope.event_id,
         type=envelope.type,
         topic=envelope.topic,
         key=envelope.key,
         occurred_at=utc(envelope.occurred_at),
         schema_version=envelope.schema_version,
-        payload=encode(envelope).decode(),
+        payload=encode(bodiless).decode(),
+        body=body,
+        layout=ARCHIVE_LAYOUT,
     )
+
+
+def fact_rows(envelope: Envelope) -> tuple[Row, ...]:
+    """The rows `envelope` contributes to the derived tables: none, or its fact row."""
     fact = _task_fact(envelope)
-    return (raw,) if fact is None else (raw, fact)
+    return () if fact is None else (fact,)
+
+
+def body_field(event_type: type[Event]) -> str | None:
+    """The name of the body field of events of `event_type`, or None when they have
+    none."""
+    if event_type not in _BODY_FIELD_OF:
+        names = {spec.name for spec in dataclasses.fields(event_type)}
+        _BODY_FIELD_OF[event_type] = next((n for n in _BODY_FIELDS if n in names), None)
+    return _BODY_FIELD_OF[event_type]
+
+
+def split_body(envelope: Envelope) -> tuple[Envelope, str]:
+    """`envelope` with its event's body blank, and that body ("" when it has none)."""
+    name = body_field(type(envelope.event))
+    body: str = getattr(envelope.event, name) if name is not None else ""
+    if name is None or not body:
+        return envelope, ""
+    return _with_body(envelope, name, ""), body
+
+
+def join_body(envelope: Envelope, body: str) -> Envelope:
+    """The inverse of `split_body`: `envelope` with `body` put back in its event's body
+    field. An empty `body` (none, aged out, or still inside the document) changes
+    nothing; a body for an event that has no body field raises `EventDecodeError` (the
+    row is not one this module wrote)."""
+    if not body:
+        return envelope
+    name = body_field(type(envelope.event))
+    if name is None:
+        raise EventDecodeError(f"a {envelope.type} has no body field")
+    return _with_body(envelope, name, body)
+
+
+def _with_body(envelope: Envelope, name: str, body: str) -> Envelope:
+    changes: dict[str, Any] = {name: body}
+    event = dataclasses.replace(envelope.event, **changes)
+    return Envelope(event, event_id=envelope.event_id, occurred_at=envelope.occurred_at)
 
 
 def utc(moment: datetime) -> datetime:

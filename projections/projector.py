@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from events import Envelope, EventDecodeError, topics
+from projections.archive import split_archived_bodies
 from projections.errors import StoreError
 from projections.writer import ProjectionWriter
 from services.bus import Bus, BusError, Consumer, Record, decode_record
+from services.bus.progress import catching_up
+from services.readiness import Component
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,8 @@ class Projector:
     A batch is what the log holds, plus what arrives within `linger_s`, up to
     `batch_size` records. `flush()` ends the linger early, for a reader in the same
     process that waits for a task's projection, but never before `flush_linger_s`: however
-    often readers ask, batches are written at most about that often."""
+    often readers ask, batches are written at most about that often. `ready` is caught up
+    once what the log held at the start (from the group's position) is written."""
 
     def __init__(
         self,
@@ -83,8 +87,10 @@ class Projector:
         retry_max_s: float = 30.0,
         linger_s: float = 1.0,
         flush_linger_s: float = 0.25,
+        ready: Component | None = None,
     ) -> None:
         self.bus = bus
+        self.ready = ready or Component("projector")
         self.writer = writer
         self.group = group
         self.batch_size = batch_size
@@ -103,11 +109,15 @@ class Projector:
         self._flush_requested.set()
 
     async def run(self) -> None:
-        """Create the tables if needed, then project until cancelled."""
+        """Create (or migrate) the tables if needed, then project until cancelled."""
         await asyncio.to_thread(self.writer.ensure_schema)
-        consumer = self.bus.consumer(topics.ALL_TOPICS, group=self.group, start="earliest")
+        await asyncio.to_thread(split_archived_bodies, self.writer.client, self.writer.database)
+        consumer = self.bus.consumer(topics.HISTORY_TOPICS, group=self.group, start="earliest")
         async with consumer:
+            catch_up = await catching_up("projector", consumer, on_done=self.ready.mark_caught_up)
             while True:
+                if not catch_up.done:  # everything fetched so far is written
+                    catch_up.at(await consumer.positions())
                 records = await self._gather(consumer)
                 if not records:
                     continue
@@ -120,9 +130,10 @@ class Projector:
                 try:
                     await consumer.commit()
                 except BusError as exc:
-                    # A rebalance took the partitions first: their new owner projects
-                    # these records again, which the tables absorb (idempotent).
-                    log.warning("projector commit refused, records will be redelivered: %s", exc)
+                    # A rebalance took the partitions first (their new owner projects
+                    # these records again), or the bus cannot store offsets now (the next
+                    # batch's commit covers them): the tables absorb either (idempotent).
+                    log.warning("projector commit failed, records may come again: %s", exc)
                     continue
                 self.stats.committed += len(records)
 
@@ -163,29 +174,3 @@ class Projector:
                 await asyncio.to_thread(self.writer.ensure_schema)
             except StoreError:
                 log.warning("cannot create the projection tables yet")
-
-
-async def rebuild(bus: Bus, writer: ProjectionWriter, *, batch_size: int = 10_000) -> int:
-    """Drop and recreate `writer`'s tables, then write every event of the log into them,
-    in batches. Returns how many events were replayed (undecodable records are skipped;
-    replayed duplicates are counted but collapse in the tables). Consumer-group offsets are not
-    touched: rebuild into a database no projector is writing to (then switch readers),
-    or stop the projector first."""
-    await asyncio.to_thread(writer.reset)
-    written = 0
-    batch: list[Record] = []
-    async for record in bus.replay(topics.ALL_TOPICS):
-        batch.append(record)
-        if len(batch) >= batch_size:
-            written += await _write_records(writer, batch)
-            batch = []
-    if batch:
-        written += await _write_records(writer, batch)
-    return written
-
-
-async def _write_records(writer: ProjectionWriter, records: list[Record]) -> int:
-    envelopes, _ = decode_batch(records)
-    if envelopes:
-        await asyncio.to_thread(writer.write, envelopes)
-    return len(envelopes)

@@ -18,9 +18,19 @@ RequeueKind = Literal["failed", "retried"]
 """A retryable failure of an attempt, or the task going back to the queue."""
 
 
+ARCHIVE_LAYOUT = 1
+"""The `layout` of the raw rows written now: the event's body (if it has one) is in
+`body`, and blank in `payload`."""
+
+
 @dataclass(frozen=True, slots=True)
 class EventRow:
-    """Any event, as stored on the bus: `payload` is the codec's wire document."""
+    """Any event, archived: `payload` is the codec's wire document of the event with its
+    body (`request_body` or `response_body`, when it has one) blank, and `body` is that
+    body, in its own column so that it can age out while every other field stays
+    (`projections.archive` puts them back together). `layout` 0 marks a row archived
+    before bodies had their own column: its `payload` is the whole document and `body`
+    is empty."""
 
     event_id: str
     type: str
@@ -29,6 +39,8 @@ class EventRow:
     occurred_at: datetime
     schema_version: int
     payload: str
+    body: str
+    layout: int
 
 
 @dataclass(frozen=True, slots=True)

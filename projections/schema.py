@@ -2,11 +2,13 @@
 (tests use one database per test). `create_schema` is idempotent.
 
 Tables (all `ReplacingMergeTree`, so a replayed event — same `event_id` — collapses into
-its first copy on merge; every query is written to be right before merges too):
+one copy on merge; every query is written to be right before merges too):
 
-- `events`: every event of every topic, raw: the envelope's fields plus `payload`, the
-  codec's wire document (`events.decode` reads it back). Sorted by (topic, key,
-  event_id): one entity's history is one range.
+- `events`, the archive: every event of every history topic, raw: the envelope's fields,
+  `payload`, the codec's wire document of the event with its body blank, and `body`
+  (see `EventRow`; `projections.archive` reads events back). Sorted by (topic, key,
+  event_id): one entity's history is one range. It is the long-term record: the other
+  tables are derived from it and can be rebuilt from it alone.
 - `task_submissions`: one row per `TaskSubmitted` with all of its fields;
   `submitted_at` is the request time. Sorted by (workspace_id, submitted_at, task_id,
   event_id) so a workspace's task list over a time range is one range of the primary
@@ -25,20 +27,26 @@ end with event_id, so duplicates of one event share the whole key. `task_outcome
 sorted by (task_id, occurred_at, event_id): each task's winner is its first row, which
 `LIMIT 1 BY task_id` reads in key order without aggregating.
 
-Rows carry `event_id` and `schema_version`. A changed DDL is not migrated: rebuild into
-a new database (`projections.rebuild`).
+Rows carry `event_id` and `schema_version`. `create_schema` runs at every start: it adds
+the columns a table lacks (a table created by an older version) and sets the body TTL.
+Bodies (`events.body`, `task_submissions.request_body`, `task_outcomes.response_body`)
+may age out: with a retention of N days, a column TTL replaces a body with "" once its
+row's event is N days old (ClickHouse applies it when it merges parts). Other changes
+of the derived tables' DDL are not migrated: drop them and rebuild them from `events`
+(`projections.rebuild_from_archive`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
 from projections.rows import DispatchRow, EventRow, OutcomeRow, RequeueRow, Row, SubmissionRow
-from projections.store import identifier, run_command
+from projections.store import identifier, run_command, run_query
 
 _TIME = "DateTime64(6, 'UTC')"
 _ENVELOPE = {"event_id": "String", "schema_version": "UInt32"}
@@ -48,18 +56,30 @@ _TASK = {"task_id": "String", "workspace_id": "String", "attempt": "Int64", **_E
 @dataclass(frozen=True, slots=True)
 class Table:
     """One table: its name, the row class whose fields are its columns (in order), the
-    ClickHouse type of each column, the sorting (= deduplication) key and skip indexes."""
+    ClickHouse type of each column, the sorting (= deduplication) key and skip indexes;
+    `body` names its body column, which ages out by the time column `body_time`."""
 
     name: str
     row: type[Row]
     types: Mapping[str, str]
     order_by: tuple[str, ...]
     indexes: tuple[str, ...] = ()
+    body: str | None = None
+    body_time: str = "occurred_at"
 
     def __post_init__(self) -> None:
         untyped = [c for c in self.columns if c not in self.types]
         if untyped:
             raise TypeError(f"table {self.name}: no ClickHouse type for {untyped}")
+        if self.body is not None and not {self.body, self.body_time} <= set(self.columns):
+            raise TypeError(f"table {self.name}: no column {self.body} or {self.body_time}")
+
+    def body_ttl(self, days: int | None) -> str | None:
+        """The TTL expression of the body column for a retention of `days` (None: keep),
+        written as ClickHouse prints it back, so that a TTL in force can be compared."""
+        if self.body is None or days is None:
+            return None
+        return f"toDateTime({self.body_time}) + toIntervalDay({days})"
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -86,8 +106,11 @@ EVENTS = Table(
         "key": "String",
         "occurred_at": _TIME,
         "payload": "String",
+        "body": "String",
+        "layout": "UInt8",
     },
     order_by=("topic", "key", "event_id"),
+    body="body",
 )
 SUBMISSIONS = Table(
     "task_submissions",
@@ -115,6 +138,8 @@ SUBMISSIONS = Table(
     },
     order_by=("workspace_id", "submitted_at", "task_id", "event_id"),
     indexes=("task_id_bloom task_id TYPE bloom_filter GRANULARITY 1",),
+    body="request_body",
+    body_time="submitted_at",
 )
 DISPATCHES = Table(
     "task_dispatches",
@@ -169,26 +194,99 @@ OUTCOMES = Table(
     },
     order_by=("task_id", "occurred_at", "event_id"),
     indexes=("ended_at_minmax ended_at TYPE minmax GRANULARITY 1",),
+    body="response_body",
 )
 
 TABLES: tuple[Table, ...] = (EVENTS, SUBMISSIONS, DISPATCHES, REQUEUES, OUTCOMES)
 """Every projection table."""
+DERIVED: tuple[Table, ...] = tuple(table for table in TABLES if table is not EVENTS)
+"""The tables derived from the archive (`events`)."""
 TABLE_OF: Mapping[type[Row], Table] = {table.row: table for table in TABLES}
 """The table each row class goes to."""
 TABLE_NAMED: Mapping[str, Table] = {table.name: table for table in TABLES}
 """Every table by name."""
 
+_COLUMNS = "SELECT table, name FROM system.columns WHERE database = {db:String}"
+_CREATE_QUERIES = "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}"
+_RETENTION_DAYS = re.compile(r"toIntervalDay\((\d+)\)")
 
-def create_schema(client: Client, database: str) -> None:
-    """Create `database` and every table in it unless they exist. Idempotent."""
-    run_command(client, f"CREATE DATABASE IF NOT EXISTS {identifier(database)}")
+
+def create_schema(client: Client, database: str, *, body_retention_days: int | None = None) -> None:
+    """Make `database` hold every table as declared: create what does not exist, add the
+    columns an existing table lacks, and set the TTL of the body columns to
+    `body_retention_days` (None: bodies are kept; a TTL in force is removed). Idempotent,
+    and cheap when nothing changes: a TTL is altered only when it differs (ClickHouse
+    then rewrites the body columns once, to apply it to the rows already stored)."""
+    if body_retention_days is not None and body_retention_days < 1:
+        raise ValueError(f"body_retention_days must be >= 1, got {body_retention_days}")
+    db = identifier(database)
+    run_command(client, f"CREATE DATABASE IF NOT EXISTS {db}")
     for table in TABLES:
-        run_command(client, table.ddl(database))
+        run_command(client, table.ddl(db))
+    _add_missing_columns(client, db)
+    _set_body_ttl(client, db, body_retention_days)
 
 
-def drop_schema(client: Client, database: str) -> None:
-    """Drop every projection table of `database` (the database itself stays)."""
+def body_retention(client: Client, database: str) -> int | None:
+    """The body retention in days in force in `database` (its archive's body TTL), or
+    None when bodies are kept."""
+    ttl = _body_ttls(client, identifier(database)).get(EVENTS.name)
+    found = _RETENTION_DAYS.search(ttl or "")
+    return int(found.group(1)) if found else None
+
+
+def _add_missing_columns(client: Client, db: str) -> None:
+    present: dict[str, set[str]] = {}
+    for table, column in run_query(client, _COLUMNS, {"db": db}):
+        present.setdefault(table, set()).add(column)
     for table in TABLES:
+        have = present.get(table.name, set())
+        adds = [
+            f"ADD COLUMN IF NOT EXISTS `{column}` {table.types[column]} AFTER `{previous}`"
+            for previous, column in zip(table.columns, table.columns[1:], strict=False)
+            if column not in have
+        ]
+        if adds:
+            run_command(client, f"ALTER TABLE {db}.{table.name} {', '.join(adds)}")
+
+
+def _set_body_ttl(client: Client, db: str, days: int | None) -> None:
+    current = _body_ttls(client, db)
+    for table in TABLES:
+        wanted = table.body_ttl(days)
+        if table.body is None or current.get(table.name) == wanted:
+            continue
+        change = f"TTL {wanted}" if wanted else "REMOVE TTL"
+        run_command(client, f"ALTER TABLE {db}.{table.name} MODIFY COLUMN `{table.body}` {change}")
+
+
+def _body_ttls(client: Client, db: str) -> dict[str, str | None]:
+    """The TTL expression of each table's body column, read from its `CREATE` statement
+    (ClickHouse has no system column for it)."""
+    found: dict[str, str | None] = {}
+    for name, query in run_query(client, _CREATE_QUERIES, {"db": db}):
+        table = TABLE_NAMED.get(name)
+        if table is not None and table.body is not None:
+            found[name] = _column_ttl(query, table.body)
+    return found
+
+
+def _column_ttl(create_query: str, column: str) -> str | None:
+    """The TTL of `column` in a `CREATE TABLE` statement as ClickHouse prints it (one
+    line: "`name` Type [DEFAULT …] [TTL …], `next` …"), or None."""
+    definition = re.search(
+        rf"`{column}` (.*?)(?:, `|, INDEX |, PROJECTION |\) ENGINE)", create_query
+    )
+    if definition is None:
+        return None
+    _, ttl, expression = definition.group(1).partition(" TTL ")
+    return expression if ttl else None
+
+
+def drop_schema(client: Client, database: str, tables: Sequence[Table] = TABLES) -> None:
+    """Drop `tables` (by default every projection table, the archive included) of
+    `database` (the database itself stays)."""
+    for table in tables:
         run_command(
             client, f"DROP TABLE IF EXISTS {identifier(database)}.{identifier(table.name)} SYNC"
         )

@@ -52,10 +52,11 @@ def identifier(name: str) -> str:
     return name
 
 
-def run_command(client: Client, sql: str) -> None:
-    """Run a statement that returns nothing (DDL)."""
+def run_command(client: Client, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
+    """Run a statement that returns nothing (DDL, a delete); values are bound server-side
+    (`{name:Type}` placeholders)."""
     try:
-        client.command(sql)
+        client.command(sql, parameters=dict(parameters) if parameters else None)
     except _FOREIGN_ERRORS as exc:
         raise StoreError(f"ClickHouse command failed: {exc}") from exc
 

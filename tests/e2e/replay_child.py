@@ -1,6 +1,8 @@
-"""Rebuild the projections from a cluster's log twice, into two fresh databases of a new
-chdb engine, and print both answers as JSON: `[first, second]`. The log is the one the
-environment's `NGPU_*` settings name (the embedded file of DATA_DIR, or Kafka).
+"""Project a cluster's log twice from its beginning, into two fresh databases of a new
+chdb engine, as a projector starting from offset 0 would, and print both answers as
+JSON: `[first, second]`. The log is the one the environment's `NGPU_*` settings name
+(the embedded file of DATA_DIR, or Kafka); a young cluster's log still holds everything
+(the long-term record is ClickHouse's archive: see test_archive.py).
 
 Usage: python replay_child.py DATA_DIR CHDB_DIR WORKSPACE_ID
 """
@@ -14,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from projections import ProjectionWriter, connect, rebuild, task_detail, task_list, usage
-from services.bus import bus_from_settings
+from events import topics
+from projections import ProjectionWriter, connect, task_detail, task_list, usage
+from services.bus import Bus, bus_from_settings, decode_record
 from services.settings import load_settings
 
 START, END = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
@@ -34,6 +37,11 @@ def answers(client: Any, database: str, workspace_id: str) -> dict[str, Any]:
     return {"tasks": tasks, "details": details, "usage": rollups}
 
 
+async def project_the_log(bus: Bus, writer: ProjectionWriter) -> None:
+    writer.reset()
+    writer.write([decode_record(record) async for record in bus.replay(topics.HISTORY_TOPICS)])
+
+
 async def main(data_dir: Path, chdb_dir: Path, workspace_id: str) -> None:
     client = connect(f"chdb:///{chdb_dir}")
     results = []
@@ -41,7 +49,7 @@ async def main(data_dir: Path, chdb_dir: Path, workspace_id: str) -> None:
     await bus.start()
     try:
         for database in ("replay_a", "replay_b"):
-            await rebuild(bus, ProjectionWriter(client, database))
+            await project_the_log(bus, ProjectionWriter(client, database))
             results.append(answers(client, database, workspace_id))
     finally:
         await bus.close()

@@ -23,7 +23,7 @@ from .builders import (
     submitted,
 )
 
-# The `taskInfo` fields of reference/ngpu-api-integration.md with their types.
+# The `taskInfo` fields of docs/ngpu-api-integration.md with their types.
 CONTRACT_TYPES = {
     "id": int,
     "userkey": str,

@@ -1,4 +1,5 @@
-"""Replaying events changes no answer: duplicates, order, batches, merges, rebuilds."""
+"""Replaying events changes no answer: duplicates, order, batches, merges, rebuilds from
+the archive."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ from projections import (
     ProjectionWriter,
     TaskState,
     event_count,
-    rebuild,
+    rebuild_from_archive,
     task_detail,
     usage,
 )
-from services.bus import EmbeddedBus, publish_events
 from tests.events.strategies import envelopes
 
 from .builders import (
@@ -58,21 +58,27 @@ def test_writing_twice_in_any_order_changes_nothing(
     assert snapshot(ch_client, database, WORKSPACES, TASKS) == once
 
 
-async def test_rebuild_from_the_bus_gives_the_same_answers(
-    ch_client: Client, database: str, writer: ProjectionWriter, bus: EmbeddedBus
+def copy_archive(client: Client, source: str, target: str) -> None:
+    """`target` gets the archive rows of `source` (copies of replayed events included)."""
+    client.command(f"INSERT INTO {target}.events SELECT * FROM {source}.events")
+
+
+def test_rebuild_from_the_archive_gives_the_same_answers(
+    ch_client: Client, database: str, writer: ProjectionWriter
 ) -> None:
     history = mixed_history()
     writer.write(history)
+    writer.write(history[:5])  # the archive may hold replayed copies not merged yet
     direct = snapshot(ch_client, database, WORKSPACES, TASKS)
 
-    await publish_events(bus, history)
-    await publish_events(bus, history[:5])  # the log itself may hold redeliveries
-    with fresh_database(ch_client) as other:
-        rebuilt = ProjectionWriter(ch_client, other)
-        assert await rebuild(bus, rebuilt) == len(history) + 5
+    with fresh_database(ch_client) as other:  # the archive alone
+        copy_archive(ch_client, database, other)
+        assert rebuild_from_archive(ch_client, other) == len(history)
         assert snapshot(ch_client, other, WORKSPACES, TASKS) == direct
-        assert await rebuild(bus, rebuilt, batch_size=3) == len(history) + 5
+        assert rebuild_from_archive(ch_client, other, batch_size=3) == len(history)
         assert snapshot(ch_client, other, WORKSPACES, TASKS) == direct
+    assert rebuild_from_archive(ch_client, database, batch_size=2) == len(history)  # in place
+    assert snapshot(ch_client, database, WORKSPACES, TASKS) == direct
 
 
 # Random task histories --------------------------------------------------------------------
@@ -164,6 +170,30 @@ def test_random_histories_replay_to_the_same_answers(
         for start in range(0, len(replay), batch):
             writer.write(replay[start : start + batch])
         assert snapshot(ch_client, database, WORKSPACES, tasks) == once
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(story_set=histories, seed=st.integers(0, 2**16), batch=st.integers(1, 12))
+def test_random_histories_rebuild_from_the_archive_to_the_same_answers(
+    ch_client: Client, story_set: tuple[Story, ...], seed: int, batch: int
+) -> None:
+    history = [e for story in story_set for e in story.events]
+    tasks = [story.task_id for story in story_set]
+    replay = history * 2
+    random.Random(seed).shuffle(replay)
+    with fresh_database(ch_client) as database, fresh_database(ch_client) as archive_only:
+        writer = ProjectionWriter(ch_client, database)
+        for start in range(0, len(replay), 7):
+            writer.write(replay[start : start + 7])
+        projected = snapshot(ch_client, database, WORKSPACES, tasks)
+
+        copy_archive(ch_client, database, archive_only)
+        assert rebuild_from_archive(ch_client, archive_only, batch_size=batch) == len(history)
+        assert snapshot(ch_client, archive_only, WORKSPACES, tasks) == projected
+        merge_everything(ch_client, archive_only)
+        assert snapshot(ch_client, archive_only, WORKSPACES, tasks) == projected
 
 
 @settings(
