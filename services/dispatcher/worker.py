@@ -1,7 +1,18 @@
 """The dispatcher role: consume `TaskDispatched` (group `dispatcher`), call the node
-container, publish `TaskCompleted` or `TaskFailed`. Calls run concurrently; offsets are
-committed only below the oldest call still running, so a crash repeats unfinished calls
-(the container sees the same `X-NGPU-Task-ID` and `X-NGPU-Attempt` again)."""
+container, publish `TaskCompleted` or `TaskFailed`.
+
+Calls run concurrently; offsets are committed only below the oldest call still running,
+so after a crash (or a rebalance) the log is read again from there, and the dispatches
+after that position include many whose calls ended: their outcomes lie further on in the
+same partition (a task's events share its key). So wherever the dispatcher begins reading
+a partition it has not been reading (a start, an assignment, a seek), it first reads to
+that partition's end as of that moment (`Consumer.ends`), holding the dispatches back
+(`Backlog`), and then calls only those whose attempt has no outcome and whose task has
+not ended. What is guaranteed: a dispatch whose `TaskCompleted`/`TaskFailed` (or whose
+task's terminal event) is in the log is never called again; what was in flight at a
+crash is called again (at-least-once: the container sees the same `X-NGPU-Task-ID` and
+`X-NGPU-Attempt`), as may be a call in flight on a member that lost its partition. A
+second `TaskDispatched` of an attempt this process already called is not called."""
 
 from __future__ import annotations
 
@@ -13,19 +24,36 @@ from collections import OrderedDict
 
 import aiohttp
 
-from events import EventDecodeError, TaskDispatched, is_terminal, topics
-from services.bus import Bus, BusError, Consumer, Record, decode_record, publish_events
+from events import EventDecodeError, TaskCompleted, TaskDispatched, TaskFailed, is_terminal, topics
+from services.bus import (
+    Bus,
+    BusError,
+    BusUnavailable,
+    Consumer,
+    Record,
+    decode_record,
+    publish_events,
+)
+from services.bus.progress import CatchUp, catching_up
+from services.dispatcher.backlog import Backlog
 from services.dispatcher.call import CallPolicy, call_node
 from services.dispatcher.offsets import OffsetTracker
+from services.readiness import Component
 
 log = logging.getLogger(__name__)
 GROUP = "dispatcher"
 _ENDED_MEMORY = 100_000
 _COMMIT_EVERY_S = 0.25
+_ENDS_RETRY_S = 1.0
+_PUBLISH_RETRY_MIN_S, _PUBLISH_RETRY_MAX_S = 0.5, 10.0
+
+Partition = tuple[str, int]
 
 
 class Dispatcher:
-    """Runs until cancelled. `max_concurrency` bounds calls in flight (and the pool)."""
+    """Runs until cancelled. `max_concurrency` bounds calls in flight (and the pool).
+    `ready` is caught up once it has read its partitions up to their ends as of its start
+    and released what it held back."""
 
     def __init__(
         self,
@@ -33,8 +61,10 @@ class Dispatcher:
         policy: CallPolicy | None = None,
         *,
         max_concurrency: int = 256,
+        ready: Component | None = None,
     ) -> None:
         self.bus = bus
+        self.ready = ready or Component("dispatcher")
         self.policy = policy or CallPolicy()
         self.max_concurrency = max_concurrency
         self.tracker = OffsetTracker()
@@ -42,9 +72,14 @@ class Dispatcher:
         self._calls: set[asyncio.Task[None]] = set()
         # Tasks whose outcome is already in the log: a redelivered dispatch is not re-run.
         self._ended: OrderedDict[str, None] = OrderedDict()
-        # (task, attempt) pairs this process has called: a second `TaskDispatched` for the
-        # same attempt (a stale scheduler leader's, or a redelivery) is not called again.
+        # (task, attempt) pairs this process has called or read an outcome of: a second
+        # `TaskDispatched` of the attempt (a stale scheduler leader's, or a redelivery)
+        # is not called again.
         self._started: OrderedDict[tuple[str, int], None] = OrderedDict()
+        # Per partition: the offset after the last record read. A record elsewhere means
+        # the consumer moved (start, assignment, seek): read what lies ahead first.
+        self._read_to: dict[Partition, int] = {}
+        self._backlogs: dict[Partition, Backlog] = {}
         self.session: aiohttp.ClientSession  # opened by run(), inside the event loop
 
     async def run(self) -> None:
@@ -56,12 +91,15 @@ class Dispatcher:
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         try:
             async with consumer:
+                catch_up = await catching_up("dispatcher", consumer)
                 committing: asyncio.Task[None] | None = None
                 try:
                     while True:
                         records = await consumer.fetch(500, timeout_s=_COMMIT_EVERY_S)
                         for record in records:
-                            await self._take(record)
+                            await self._take(consumer, record)
+                        if not self.ready.caught_up:
+                            await self._catching_up(catch_up, consumer)
                         # Offsets are a durable write that competes with the task events
                         # for the log: commit a few times a second, not after every record
                         # (a crash repeats at most that much, which at-least-once allows),
@@ -82,37 +120,82 @@ class Dispatcher:
             await asyncio.gather(*self._calls, return_exceptions=True)
             await self.session.close()
 
-    async def _take(self, record: Record) -> None:
+    async def _take(self, consumer: Consumer, record: Record) -> None:
+        where = (record.topic, record.partition)
+        if self._read_to.get(where) != record.offset:
+            await self._begin_backlog(consumer, where, record.offset)
+        self._read_to[where] = record.offset + 1
         self.tracker.started(record.topic, record.partition, record.offset)
         try:
             event = decode_record(record).event
         except EventDecodeError:
             log.warning("skipping undecodable record %s@%d", record.topic, record.offset)
             event = None
+        backlog = self._backlogs.get(where)
         if event is not None and is_terminal(event):
             self._remember_end(getattr(event, "task_id", ""))
-        if (
-            not isinstance(event, TaskDispatched)
-            or event.task_id in self._ended
-            or not _first_time(self._started, (event.task_id, event.attempt))
+        if isinstance(event, TaskCompleted | TaskFailed):
+            _first_time(self._started, (event.task_id, event.attempt))
+        if event is not None and backlog is not None:
+            for settled in backlog.settle(event):
+                self._finished(settled)
+        if not isinstance(event, TaskDispatched):
+            self._finished(record)
+        elif backlog is None:
+            await self._call(event, record)
+        elif event.task_id in self._ended or not backlog.hold(event, record):
+            self._finished(record)
+        if backlog is not None and backlog.reached_by(record):
+            del self._backlogs[where]
+            for dispatch, held in backlog.release():
+                await self._call(dispatch, held)
+
+    async def _catching_up(self, catch_up: CatchUp, consumer: Consumer) -> None:
+        positions = await consumer.positions()
+        catch_up.at(positions)
+        # A partition taken away by a rebalance is not waited for: its new reader holds back.
+        if catch_up.done and not any(where in positions for where in self._backlogs):
+            self.ready.mark_caught_up()
+
+    async def _begin_backlog(self, consumer: Consumer, where: Partition, offset: int) -> None:
+        """Hold the dispatches of `where` from `offset` up to its end as of now."""
+        stale = self._backlogs.pop(where, None)
+        if stale is not None:  # below `offset` another member had them; the rest come again
+            for _, record in stale.release():
+                self._finished(record)
+        end = max(await _end_of(consumer, where), offset + 1)
+        if end > offset + 1:
+            log.info("reading %s:%d from %d to %d before calling", *where, offset, end)
+        self._backlogs[where] = Backlog(end)
+
+    async def _call(self, dispatch: TaskDispatched, record: Record) -> None:
+        """Call the node for `dispatch` unless its task ended or this attempt was called."""
+        if dispatch.task_id in self._ended or not _first_time(
+            self._started, (dispatch.task_id, dispatch.attempt)
         ):
-            self.tracker.finished(record.topic, record.partition, record.offset)
+            self._finished(record)
             return
         await self._slots.acquire()
-        call = asyncio.create_task(self._dispatch(event, record))
+        call = asyncio.create_task(self._dispatch(dispatch, record))
         self._calls.add(call)
         call.add_done_callback(self._calls.discard)
+
+    def _finished(self, record: Record) -> None:
+        self.tracker.finished(record.topic, record.partition, record.offset)
 
     async def _dispatch(self, dispatch: TaskDispatched, record: Record) -> None:
         try:
             outcome = await call_node(self.session, dispatch, self.policy)
+            delay = _PUBLISH_RETRY_MIN_S
             while True:
                 try:
                     await publish_events(self.bus, [outcome])
                     break
                 except BusError as exc:  # keep the outcome until the bus takes it
-                    log.warning("publishing %s failed, retrying: %s", dispatch.task_id, exc)
-                    await asyncio.sleep(1.0)
+                    # The bus logs its outage once per interval: not a line per task here.
+                    log.debug("publishing %s failed, retrying: %s", dispatch.task_id, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(_PUBLISH_RETRY_MAX_S, 2 * delay)
             self.tracker.finished(record.topic, record.partition, record.offset)
         finally:
             self._slots.release()
@@ -121,6 +204,16 @@ class Dispatcher:
         self._ended[task_id] = None
         if len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)
+
+
+async def _end_of(consumer: Consumer, where: Partition) -> int:
+    """The end of partition `where` as of now; waits out a bus that cannot tell."""
+    while True:
+        try:
+            return (await consumer.ends([where])).get(where, 0)
+        except BusUnavailable as exc:
+            log.warning("the end of %s:%d is unknown, retrying: %s", *where, exc)
+            await asyncio.sleep(_ENDS_RETRY_S)
 
 
 async def _commit(consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
