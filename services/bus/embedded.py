@@ -7,11 +7,16 @@ Consumers in this process wake as soon as a publish commits; records written by 
 process are seen within `poll_interval_s` (an idle consumer runs one indexed query per
 interval, no busy loop). Consumer groups coordinate within one process (the embedded mode
 runs its roles in one process); their committed offsets persist across restarts.
+
+A transaction the file cannot take (a full disk, an I/O error) fails every write in it
+with `BusUnavailable` and stores nothing of them; the writer carries on, and the next
+transaction simply tries again. The outage is logged once per 10 s (`OutageLog`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import queue
@@ -19,13 +24,14 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from services.bus.errors import BusError
+from services.bus.errors import BusError, BusUnavailable
+from services.bus.outage import OutageLog
 from services.bus.protocol import Outgoing, Record, StartAt
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,9 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 _MAX_OPS_PER_TRANSACTION = 256
 _PAGE = 1000
 _TAIL_RECORDS = 10_000
+_TAIL_BYTES = 32 << 20
+"""The memory of recent writes keeps about this many records and bytes (twice at most
+before it is trimmed): large bodies shorten it, they never grow it past the cap."""
 _CLOSE = object()
 
 
@@ -64,8 +73,31 @@ def partition_for(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+_UNAVAILABLE_CODES = frozenset({
+    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL,
+})  # fmt: skip
+"""SQLite's primary result codes for a file that cannot take a write now and may later: a
+full disk, an I/O error, a lock held past the timeout, no memory, a read-only remount."""
+
+
+def _write_failure(exc: BaseException) -> BusError:
+    """A write that failed, nothing of it stored, as the bus's error: `BusUnavailable`
+    when the file may take it later (the HTTP layer answers 503), else `BusError`."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
+        failure: BusError = BusUnavailable(f"the embedded bus cannot store writes now: {exc}")
+    else:
+        failure = BusError(f"embedded bus write failed: {exc}")
+    failure.__cause__ = exc
+    return failure
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    # Pages freed by retention can be given back to the file system (a no-op on a file
+    # created before this setting: it reuses freed pages instead).
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -110,8 +142,10 @@ class EmbeddedBus:
         self._groups: dict[str, _Group] = {}
         self._closed = False
         self.stats = BusStats()
+        self._outage = OutageLog("embedded bus", log)  # the writer thread's
         self._written: list[tuple[int, Record]] = []  # the writer thread's transaction
         self._tail: list[tuple[int, Record]] = []  # contiguous by seq; the loop's copy
+        self._tail_bytes = 0
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -173,7 +207,6 @@ class EmbeddedBus:
                 (item.topic, partition, offset, item.key, item.value, now_ms),
             )
             self._next_offsets[(item.topic, partition)] = offset + 1
-            self.stats.records_written += 1
             record = Record(item.topic, partition, offset, item.key, item.value, now_ms)
             self._written.append((int(cursor.lastrowid or 0), record))
             stored.append(record)
@@ -238,50 +271,99 @@ class EmbeddedBus:
                     closing = True
                     break
                 ops.append(nxt)
-            data_version = self._run_transaction(conn, ops, data_version)
+            try:
+                data_version = self._run_transaction(conn, ops, data_version)
+            except Exception as exc:  # a writer gone would leave every later publish hanging
+                log.exception("embedded bus: the writer failed a transaction; carrying on")
+                self._written = []
+                self._settle_all([(op, None, BusError(f"embedded bus write failed: {exc!r}"))
+                                  for op in ops])  # fmt: skip
             if closing:
                 return
 
     def _run_transaction(self, conn: sqlite3.Connection, ops: list[_Op], data_version: int) -> int:
+        """Run `ops` in one transaction, then settle each one's future: its result, or its
+        error (a failing op is rolled back alone). When the transaction itself fails (the
+        disk is full, say), every op fails with the translated error and nothing of them is
+        stored; the next transaction simply tries again. Returns the file's data version."""
         results: list[tuple[_Op, Any, BaseException | None]] = []
         self._written = []
         try:
+            if conn.in_transaction:  # a rollback that failed last time
+                conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
             current = conn.execute("PRAGMA data_version").fetchone()[0]
             if current != data_version:
                 # Another process wrote since our last transaction: offsets cached here are stale.
                 self._next_offsets.clear()
-            for op in ops:
-                conn.execute("SAVEPOINT op")
-                kept = len(self._written)
-                try:
-                    results.append((op, op.run(conn), None))
-                    conn.execute("RELEASE op")
-                except Exception as exc:  # one bad op must not fail the others
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    self._next_offsets.clear()
-                    del self._written[kept:]
-                    results.append((op, None, exc))
+            results = [self._run_op(conn, op) for op in ops]
             conn.execute("COMMIT")
-            self.stats.transactions += 1
-            data_version = conn.execute("PRAGMA data_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._next_offsets.clear()
-            failure = BusError(f"embedded bus write failed: {exc}")
-            failure.__cause__ = exc
+        except Exception as exc:
+            self._roll_back(conn)
+            failure = _write_failure(exc)
             results = [(op, None, failure) for op in ops]
             self._written = []
+        else:
+            self.stats.transactions += 1
+            self.stats.records_written += len(self._written)
+            with contextlib.suppress(sqlite3.Error):  # else the next transaction drops the caches
+                data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        self._report(results)
+        self._settle_all(results)
+        return int(data_version)
+
+    def _run_op(self, conn: sqlite3.Connection, op: _Op) -> tuple[_Op, Any, BaseException | None]:
+        """Run one op in a savepoint: one bad op must not fail the others. Raises when
+        SQLite rolled the whole transaction back (a full disk does): then every op fails."""
+        conn.execute("SAVEPOINT op")
+        kept = len(self._written)
+        try:
+            value = op.run(conn)
+            conn.execute("RELEASE op")
+        except Exception as exc:
+            if not conn.in_transaction:
+                raise
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            self._forget_caches()
+            del self._written[kept:]
+            return op, None, _write_failure(exc) if isinstance(exc, sqlite3.Error) else exc
+        return op, value, None
+
+    def _roll_back(self, conn: sqlite3.Connection) -> None:
+        """End a failed transaction (if SQLite has not already); never raises."""
+        self._forget_caches()
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("embedded bus: rollback failed, retried before the next write: %s", exc)
+
+    def _forget_caches(self) -> None:
+        """After a rollback: what the writer cached of the file may not be in it."""
+        self._next_offsets.clear()
+        self._partitions.clear()
+
+    def _report(self, results: list[tuple[_Op, Any, BaseException | None]]) -> None:
+        """Tell the log about writes the file refused, or that it takes them again."""
+        refused = [error for _, _, error in results if isinstance(error, BusUnavailable)]
+        if refused:
+            self._outage.failed(str(refused[-1].__cause__ or refused[-1]), len(refused))
+        elif any(error is None for _, _, error in results):
+            self._outage.succeeded()
+
+    def _settle_all(self, results: list[tuple[_Op, Any, BaseException | None]]) -> None:
+        """Hand the results to the ops' loops: those of the bus's loop in one hop, after
+        waking its consumers. A loop already closed has nobody left to tell."""
         topics = {topic for op, _, error in results if error is None for topic in op.topics}
         here = [(op.future, value, error) for op, value, error in results if op.loop is self._loop]
         for op, value, error in results:
             if op.loop is not self._loop:
-                op.loop.call_soon_threadsafe(_settle, op.future, value, error)
+                with contextlib.suppress(RuntimeError):
+                    op.loop.call_soon_threadsafe(_settle, op.future, value, error)
         if self._loop is not None and (topics or here):
-            self._loop.call_soon_threadsafe(self._committed, topics, self._written, here)
-        return int(data_version)
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._committed, topics, self._written, here)
 
     def _committed(
         self,
@@ -301,13 +383,26 @@ class EmbeddedBus:
         if written:
             if self._tail and written[0][0] != self._tail[-1][0] + 1:
                 self._tail.clear()  # another process wrote in between: start afresh
+                self._tail_bytes = 0
             self._tail.extend(written)
-            if len(self._tail) > 2 * _TAIL_RECORDS:
-                del self._tail[:-_TAIL_RECORDS]
+            self._tail_bytes += sum(len(record.value) for _, record in written)
+            if len(self._tail) > 2 * _TAIL_RECORDS or self._tail_bytes > 2 * _TAIL_BYTES:
+                self._trim_tail()
         for topic in topics:
             wakeup = self._wakeups.pop(topic, None)
             if wakeup is not None and not wakeup.done():
                 wakeup.set_result(None)
+
+    def _trim_tail(self) -> None:
+        """Drop the oldest records until at most `_TAIL_RECORDS` and `_TAIL_BYTES` are left."""
+        cut, size = 0, self._tail_bytes
+        while cut < len(self._tail) and (
+            len(self._tail) - cut > _TAIL_RECORDS or size > _TAIL_BYTES
+        ):
+            size -= len(self._tail[cut][1].value)
+            cut += 1
+        del self._tail[:cut]
+        self._tail_bytes = size
 
     def wakeup_for(self, topic: str) -> asyncio.Future[None]:
         """A future, shared by every caller, done on the next commit of a record to
@@ -355,11 +450,17 @@ class EmbeddedBus:
         return await self._submit(fn, ())
 
     def consumer(
-        self, topics: Sequence[str], group: str | None = None, start: StartAt = "earliest"
+        self,
+        topics: Sequence[str],
+        group: str | None = None,
+        start: StartAt = "earliest",
+        positions: Mapping[tuple[str, int], int] | None = None,
     ) -> EmbeddedConsumer:
         if not topics:
             raise BusError("a consumer needs at least one topic")
-        return EmbeddedConsumer(self, tuple(sorted(set(topics))), group, start)
+        if positions and group is not None:
+            raise BusError("positions are for consumers without a group")
+        return EmbeddedConsumer(self, tuple(sorted(set(topics))), group, start, positions)
 
     def _join(self, member: EmbeddedConsumer) -> None:
         assert member.group is not None
@@ -435,12 +536,18 @@ class EmbeddedConsumer:
     the members of this process, and reassigned when members join or leave."""
 
     def __init__(
-        self, bus: EmbeddedBus, topics: tuple[str, ...], group: str | None, start: StartAt
+        self,
+        bus: EmbeddedBus,
+        topics: tuple[str, ...],
+        group: str | None,
+        start: StartAt,
+        positions: Mapping[tuple[str, int], int] | None = None,
     ) -> None:
         self.bus = bus
         self.topics = topics
         self.group = group
         self.start_at = start
+        self.begin_at = dict(positions or {})
         self._positions: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
         self._assigned: frozenset[tuple[str, int]] | None = None
@@ -542,7 +649,8 @@ class EmbeddedConsumer:
             await self._seek(fresh)
 
     async def _seek(self, fresh: frozenset[tuple[str, int]]) -> None:
-        """Set the positions of newly assigned partitions: committed offset, else `start`."""
+        """Set the positions of newly assigned partitions: committed offset, else the
+        given position, else `start`."""
         committed: dict[tuple[str, int], int] = {}
         if self.group is not None:
             group = self.group
@@ -557,6 +665,8 @@ class EmbeddedConsumer:
         for tp in fresh:
             if tp in committed:
                 self._positions[tp] = committed[tp]
+            elif tp in self.begin_at:
+                self._positions[tp] = self.begin_at[tp]
             elif self.start_at == "latest":
                 self._positions[tp] = ends.get(tp, 0)
             else:
@@ -596,6 +706,38 @@ class EmbeddedConsumer:
     def position(self, topic: str, partition: int) -> int | None:
         """The next offset this consumer will deliver from the partition, if assigned."""
         return self._positions.get((topic, partition))
+
+    async def positions(self) -> dict[tuple[str, int], int]:
+        if self._closed:
+            raise BusError("the consumer is closed")
+        if self.group is not None and not self._joined:
+            await self.start()
+        await self._refresh_assignment()
+        return {tp: self._positions[tp] for tp in self.assignment}
+
+    async def ends(
+        self, partitions: Collection[tuple[str, int]] | None = None
+    ) -> dict[tuple[str, int], int]:
+        """The file's next offset of each of `partitions` (default: those assigned now).
+        Publishes return after their commit, so every acknowledged record is below it."""
+        if self._closed:
+            raise BusError("the consumer is closed")
+        if partitions is None:
+            if self.group is not None and not self._joined:
+                await self.start()
+            await self._refresh_assignment()
+            partitions = self.assignment
+        wanted = tuple(partitions)
+        if any(topic not in self.topics for topic, _ in wanted):
+            raise BusError(f"ends of partitions outside this consumer's topics {self.topics}")
+        ends = await self.bus.read(lambda c: self._ends_in(c, wanted))
+        return dict(zip(wanted, ends, strict=True))
+
+    @staticmethod
+    def _ends_in(conn: sqlite3.Connection, partitions: tuple[tuple[str, int], ...]) -> list[int]:
+        # One indexed lookup per partition (UNIQUE (topic, partition, offset)), not a scan.
+        query = "SELECT COALESCE(MAX(offset) + 1, 0) FROM records WHERE topic = ? AND partition = ?"
+        return [int(conn.execute(query, where).fetchone()[0]) for where in partitions]
 
 
 def _partition_ends(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:

@@ -1,16 +1,21 @@
 """What only the embedded bus promises: persistence of the file, cross-process visibility,
-an idle consumer that does not spin."""
+an idle consumer that does not spin, a full disk that refuses writes but is ridden out."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from services.bus import EmbeddedBus, Outgoing
+import pytest
+
+from services.bus import BusUnavailable, EmbeddedBus, Outgoing
 from services.bus.embedded import _seq_before
+from tests.support.disk import fill_disk, make_room
 
 
 async def test_log_and_commits_survive_reopening(tmp_path: Path) -> None:
@@ -98,3 +103,56 @@ async def test_a_consumer_starting_beside_a_commit_does_not_skip_it(tmp_path: Pa
     start = _seq_before(_CommitsBetweenStatements(conn, other), positions)  # type: ignore[arg-type]
     (inserted,) = conn.execute("SELECT seq FROM records WHERE topic = 't'").fetchone()
     assert start < inserted  # the scan starts below the record committed meanwhile
+
+
+async def test_a_full_disk_refuses_writes_stores_nothing_of_them_and_passes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "services.bus.embedded")
+    big = b"x" * 10_000  # a record of a few pages
+    async with (
+        EmbeddedBus(tmp_path / "bus.sqlite3", partitions=2) as bus,
+        bus.consumer(["t"], group="g") as consumer,
+    ):
+        await bus.publish_many([Outgoing("t", f"before-{i}", big) for i in range(10)])
+        await fill_disk(bus)
+        refused = await asyncio.gather(
+            *(bus.publish("t", f"during-{i}", big) for i in range(50)), return_exceptions=True
+        )
+        assert all(isinstance(r, BusUnavailable) for r in refused), refused
+        assert "database or disk is full" in str(refused[0])
+        with pytest.raises(BusUnavailable):
+            await bus.publish_many([Outgoing("t", "small", b"v"), Outgoing("t", "large", big)])
+        with pytest.raises(BusUnavailable):
+            await bus.publish("t", "tiny", b"")
+        fetched = await consumer.fetch(100, timeout_s=0.2)  # reads go on
+        assert sorted(r.key for r in fetched) == sorted(f"before-{i}" for i in range(10))
+
+        await make_room(bus)
+        after = await bus.publish("t", "after", big)
+        assert [r.key for r in await consumer.fetch(100, timeout_s=5)] == ["after"]
+        await asyncio.sleep(2.1)  # no write failed for a while: the outage is over
+        await consumer.commit()
+        stored = [r async for r in bus.replay(["t"])]
+    assert {r.key for r in stored} == {f"before-{i}" for i in range(10)} | {"after"}
+    for partition in (0, 1):  # nothing refused took an offset
+        offsets = [r.offset for r in stored if r.partition == partition]
+        assert offsets == list(range(len(offsets)))
+    assert after.offset == len([r for r in stored if r.partition == after.partition]) - 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "services.bus.embedded"]
+    assert len(lines) == 2, lines  # not one a write
+    assert lines[0].startswith("embedded bus: writes are failing (database or disk is full)")
+    assert lines[1].startswith("embedded bus: writes succeed again")
+    assert int(re.findall(r"(\d+) refused", lines[1])[0]) >= 52  # and the ballast's
+
+
+async def test_the_memory_of_recent_writes_is_capped_in_bytes(tmp_path: Path) -> None:
+    megabyte = b"x" * (1 << 20)
+    async with EmbeddedBus(tmp_path / "bus.sqlite3", partitions=2) as bus:
+        for _ in range(10):
+            await bus.publish_many([Outgoing("big", f"k{i}", megabyte) for i in range(10)])
+        held = [s for s in range(101) if bus.recent(s, ("big",), 1000) is not None]
+        assert held, "the latest writes are held"
+        oldest = held[0]  # the memory reaches back to seq oldest + 1
+        assert (100 - oldest) * len(megabyte) <= 64 << 20
+        assert bus.recent(0, ("big",), 1000) is None  # the file has the rest
