@@ -39,7 +39,11 @@ class NodeRegistered(NodeEvent):
 
 @dataclass(frozen=True, slots=True)
 class NodeHeartbeat(NodeEvent):
-    """The node is alive; `in_flight` is the number of requests its containers are serving."""
+    """The node is alive; `in_flight` is the number of requests its containers are serving.
+    Liveness, not history: on its own short-lived topic, never archived (folds compare
+    envelope times, so its order against the node topic's events does not matter)."""
+
+    TOPIC: ClassVar[str] = topics.LIVENESS
 
     node_id: str
     in_flight: int = 0

@@ -6,5 +6,10 @@ NODES = "ngpu.nodes"
 """Node and deployment lifecycle, keyed by node id (so a node's deployments stay in order)."""
 TASKS = "ngpu.tasks"
 """Task lifecycle, keyed by task id."""
+LIVENESS = "ngpu.liveness"
+"""Node heartbeats, keyed by node id: liveness, not history. Kept for minutes, never
+archived; only its consequences (`NodeLost`, a lost node heard from again) are history."""
 
-ALL_TOPICS: tuple[str, ...] = (WORKSPACES, NODES, TASKS)
+HISTORY_TOPICS: tuple[str, ...] = (WORKSPACES, NODES, TASKS)
+"""The event log proper: every record is part of the system's history (and archived)."""
+ALL_TOPICS: tuple[str, ...] = (*HISTORY_TOPICS, LIVENESS)

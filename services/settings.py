@@ -88,6 +88,20 @@ class Settings(BaseSettings):
     max_response_bytes: int = Field(
         8 << 20, ge=1024, le=256 << 20, description="Largest container response kept."
     )
+    queue_max_bytes: int = Field(
+        1 << 30,
+        ge=1024,
+        le=1 << 40,
+        description="Bytes of request bodies of the tasks not ended (queued or running) an "
+        "ingress admits in all; a submission that would go over is refused (429).",
+    )
+    queue_max_bytes_per_workspace: int = Field(
+        256 << 20,
+        ge=1024,
+        le=1 << 40,
+        description="The same cap per workspace (at most NGPU_QUEUE_MAX_BYTES, at least "
+        "NGPU_MAX_BODY_BYTES).",
+    )
     task_max_attempts: int = Field(
         3, ge=1, le=20, description="Attempts of a task (first dispatch included)."
     )
@@ -101,6 +115,15 @@ class Settings(BaseSettings):
         500.0, ge=0, description="NGPU API requests per second per workspace (0: no limit)."
     )
     rate_limit_burst: int = Field(1000, ge=1, description="Requests a workspace may burst.")
+    brc20_check_rate_per_s: float = Field(
+        5.0,
+        ge=0,
+        description="/brc20/checkAddress requests per second per client IP (an IPv6 /64) and "
+        "ingress process; the route needs no bearer (0: no limit).",
+    )
+    brc20_check_burst: int = Field(
+        20, ge=1, description="/brc20/checkAddress requests a client IP may burst."
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description='CIDRs whose X-Forwarded-For is believed (JSON list, e.g. ["10.0.0.0/8"]).',
@@ -108,6 +131,23 @@ class Settings(BaseSettings):
     dispatcher_concurrency: int = Field(256, ge=1, le=10_000, description="Calls in flight.")
     projector_linger_s: float = Field(
         1.0, ge=0, le=60, description="How long the projector gathers events into one insert."
+    )
+    checkpoint_interval_s: float = Field(
+        30.0, ge=1, le=3600, description="How often folds of the log save a checkpoint."
+    )
+    log_retention_hours: float = Field(
+        168.0, ge=1, le=87_600,
+        description="How long the task topic keeps records (embedded: once every consumer "
+        "group and checkpoint has passed them).",
+    )  # fmt: skip
+    # The TTL is computed in ClickHouse's DateTime, which wraps after 2106: a longer
+    # retention would expire bodies at once.
+    body_retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=3650,
+        description="Request and response bodies older than this many days are blanked in "
+        "ClickHouse (a column TTL); every other field of a task stays. Unset: kept forever.",
     )
     brc20_provider: Literal["auto", "none", "file", "hiro", "unisat"] = Field(
         "auto",
@@ -147,6 +187,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 "NGPU_NODE_LOST_AFTER_S must exceed NGPU_HEARTBEAT_INTERVAL_S, "
                 "or every node is lost between two heartbeats"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _queue_caps_nest(self) -> Settings:
+        if self.queue_max_bytes_per_workspace > self.queue_max_bytes:
+            raise ValueError(
+                "NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE must be at most NGPU_QUEUE_MAX_BYTES"
+            )
+        if self.max_body_bytes > self.queue_max_bytes_per_workspace:
+            raise ValueError(
+                "NGPU_MAX_BODY_BYTES must be at most NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE, or a "
+                "body the ingress takes could never be queued"
             )
         return self
 

@@ -22,4 +22,5 @@ def bus_from_settings(settings: Settings) -> Bus:
         replication_factor=settings.kafka_replication_factor,
         namespace=settings.kafka_namespace,
         publish_timeout_s=settings.kafka_publish_timeout_s,
+        log_retention_ms=int(settings.log_retention_hours * 3_600_000),
     )

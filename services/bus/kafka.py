@@ -20,16 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from events import topics as event_topics
 from services.bus import topology
 from services.bus.errors import BusError, BusUnavailable
+from services.bus.outage import OutageLog
 from services.bus.protocol import Outgoing, Record, StartAt
 
 log = logging.getLogger(__name__)
@@ -90,9 +100,11 @@ class KafkaBus:
         replication_factor: int = 1,
         namespace: str = "",
         publish_timeout_s: float = 10.0,
+        log_retention_ms: int = topology.DEFAULT_LOG_RETENTION_MS,
     ) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
+        self.log_retention_ms = log_retention_ms
         self.replication_factor = replication_factor
         self.namespace = namespace
         self.publish_timeout_s = publish_timeout_s
@@ -103,6 +115,7 @@ class KafkaBus:
         self._partition_counts: dict[str, int] = {}  # broker topic name -> partitions
         self._aborts: set[asyncio.Task[None]] = set()
         self._consumers: set[KafkaConsumer] = set()
+        self._outage = OutageLog(f"Kafka bus at {bootstrap}", log)
         self._closed = False
 
     # lifecycle ---------------------------------------------------------------------------
@@ -188,10 +201,36 @@ class KafkaBus:
                 if missing:
                     await self._create(missing)
                     await self._learn_partitions(list(missing))
+                    await self._align_retention(missing)
         return {name: self._partition_counts[name] for name in names}
 
+    def _spec(self, topic: str) -> topology.TopicSpec:
+        """The topic's spec, with this bus's retention for the task topic."""
+        spec = topology.spec_for(topic)
+        if topic == event_topics.TASKS:
+            return replace(spec, retention_ms=self.log_retention_ms)
+        return spec
+
+    async def _align_retention(self, names: Mapping[str, str]) -> None:
+        """Set the task topic's configs to its spec, so an existing topic takes this
+        bus's retention (Kafka's AlterConfigs replaces a topic's whole set: all of the
+        spec's configs are sent, and anything set on the topic by hand is reset)."""
+        for name, topic in names.items():
+            if topic != event_topics.TASKS:
+                continue
+            configs = self._spec(topic).configs(self.replication_factor)
+            resource = ConfigResource(ConfigResourceType.TOPIC, name, configs=configs)
+            try:
+                responses = await self._admin.alter_configs([resource])
+            except KafkaError as exc:
+                raise _failure(exc, f"setting the retention of Kafka topic {name}") from exc
+            for response in responses:
+                for code, message, *_ in response.resources:
+                    if code:
+                        raise BusError(f"altering Kafka topic {name} failed: {code} {message}")
+
     async def _create(self, missing: Mapping[str, str]) -> None:
-        specs = [topology.spec_for(topic) for topic in missing.values()]
+        specs = [self._spec(topic) for topic in missing.values()]
         new_topics = [
             NewTopic(
                 name,
@@ -251,22 +290,29 @@ class KafkaBus:
                 sent = await self._send(producer, items)
         except TimeoutError as exc:
             self._abandon(producer)
+            self._outage.failed(f"no acknowledgement within {self.publish_timeout_s:g} s")
             raise BusUnavailable(
                 f"Kafka at {self.bootstrap} did not acknowledge within "
                 f"{self.publish_timeout_s:g} s; nothing was acknowledged"
             ) from exc
         except KafkaError as exc:
             self._abandon(producer)
+            self._outage.failed(str(exc))
             raise _failure(exc, f"publishing to Kafka at {self.bootstrap}") from exc
+        except BusUnavailable as exc:  # no producer or topics: the cluster cannot be reached
+            self._outage.failed(str(exc.__cause__ or exc))
+            raise
         except asyncio.CancelledError as exc:
             if _being_cancelled():
                 raise
             # A delivery future cancelled under us (its producer was abandoned by another
             # call's timeout): a failed publish, not a cancellation of the caller.
             self._abandon(producer)
+            self._outage.failed("the delivery was abandoned with its producer")
             raise BusUnavailable(
                 f"the delivery to Kafka at {self.bootstrap} was abandoned; nothing was acknowledged"
             ) from exc
+        self._outage.succeeded()
         return [
             Record(item.topic, meta.partition, meta.offset, item.key, item.value, meta.timestamp)
             for item, meta in zip(items, sent, strict=True)
@@ -322,9 +368,15 @@ class KafkaBus:
     # consuming ---------------------------------------------------------------------------
 
     def consumer(
-        self, topics: Sequence[str], group: str | None = None, start: StartAt = "earliest"
+        self,
+        topics: Sequence[str],
+        group: str | None = None,
+        start: StartAt = "earliest",
+        positions: Mapping[tuple[str, int], int] | None = None,
     ) -> KafkaConsumer:
-        return KafkaConsumer(self, topics, group, start)
+        if positions and group is not None:
+            raise BusError("positions are for consumers without a group")
+        return KafkaConsumer(self, topics, group, start, positions)
 
     def aiokafka_consumer(self, group: str | None, start: StartAt) -> Any:
         """A new, unstarted aiokafka consumer on this cluster, committing only when asked."""
@@ -401,12 +453,18 @@ class KafkaConsumer:
     beginning (`earliest`) or the end (`latest`) and commits nothing."""
 
     def __init__(
-        self, bus: KafkaBus, topics: Sequence[str], group: str | None, start: StartAt
+        self,
+        bus: KafkaBus,
+        topics: Sequence[str],
+        group: str | None,
+        start: StartAt,
+        positions: Mapping[tuple[str, int], int] | None = None,
     ) -> None:
         self.bus = bus
         self.topics = tuple(topics)
         self.group = group
         self.start_at = start
+        self.begin_at = dict(positions or {})
         self._consumer: Any = None
         self._membership: _Membership | None = None
         self._start_lock = asyncio.Lock()
@@ -443,6 +501,10 @@ class KafkaConsumer:
                     [TopicPartition(n, p) for n, c in partition_counts.items() for p in range(c)]
                 )
                 await consumer.start()
+                for (topic, partition), offset in self.begin_at.items():
+                    tp = TopicPartition(self.bus.broker_topic(topic), partition)
+                    if tp in consumer.assignment():
+                        consumer.seek(tp, offset)  # out of range (retention): reset by `start`
                 for tp in consumer.assignment():
                     await consumer.position(tp)  # pins `latest` to the end as of now
             else:
@@ -502,6 +564,44 @@ class KafkaConsumer:
             ) from exc
         except KafkaError as exc:
             raise _failure(exc, "committing to Kafka") from exc
+
+    async def ends(
+        self, partitions: Collection[tuple[str, int]] | None = None
+    ) -> dict[tuple[str, int], int]:
+        """The high watermarks of `partitions` (default: those this member holds now),
+        asked of their leaders: an `acks=all` record is below it once acknowledged.
+        `BusUnavailable` when the broker does not answer in time."""
+        await self.start()
+        if partitions is None:
+            held = list(self._consumer.assignment())
+        else:
+            if any(topic not in self.topics for topic, _ in partitions):
+                raise BusError(f"ends of partitions outside this consumer's topics {self.topics}")
+            held = [TopicPartition(self.bus.broker_topic(t), p) for t, p in partitions]
+        if not held:
+            return {}
+        try:
+            ends: dict[Any, int] = await self._consumer.end_offsets(held)
+        except KafkaTimeoutError as exc:
+            raise BusUnavailable(f"Kafka at {self.bus.bootstrap} did not tell the ends") from exc
+        except KafkaError as exc:
+            raise _failure(exc, "asking Kafka for the partitions' ends") from exc
+        return {(self.bus._logical(tp.topic), tp.partition): end for tp, end in ends.items()}
+
+    async def positions(self) -> dict[tuple[str, int], int]:
+        """The fetch positions of the partitions this member holds now (one taken away
+        meanwhile is left out)."""
+        await self.start()
+        positions: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:
+                continue  # revoked by a rebalance since `assignment()`
+            except KafkaError as exc:
+                raise _failure(exc, "asking Kafka for the consumer's positions") from exc
+            positions[(self.bus._logical(tp.topic), tp.partition)] = position
+        return positions
 
     async def close(self) -> None:
         """Leave the group (its other members take over these partitions)."""

@@ -5,12 +5,16 @@
 - A consumer in a named group receives each record of its partitions at least once;
   `commit()` stores the position after everything it has returned so far, and a new
   member of the group resumes from there. Without a group, nothing is committed.
+- `ends` says where partitions end as of the call: a reader has caught up with a
+  partition once it has been handed every record below its end. That is how a caller
+  learns what a partition already holds before acting on any of it; `positions` says
+  where the consumer is in each partition it holds.
 - `replay` reads every record of the topics from the beginning, in each partition's order.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, Self
 
@@ -58,6 +62,21 @@ class Consumer(Protocol):
         (for consumers that finish records out of order)."""
         ...
 
+    async def ends(
+        self, partitions: Collection[tuple[str, int]] | None = None
+    ) -> dict[tuple[str, int], int]:
+        """The end of each of `partitions` (of this consumer's topics; by default those
+        it holds now) as of the call: the offset its next record will get (0 when it has
+        none yet). Every record published before the call is below it."""
+        ...
+
+    async def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset this consumer will hand out of each partition it holds now
+        (in a group, before it has fetched from a partition: where the group resumes it).
+        With `ends`, how far behind it is: caught up with a partition once its position
+        reached the end."""
+        ...
+
     async def close(self) -> None:
         """Leave the group; uncommitted records will be delivered again to the group."""
         ...
@@ -87,9 +106,16 @@ class Bus(Protocol):
         ...
 
     def consumer(
-        self, topics: Sequence[str], group: str | None = None, start: StartAt = "earliest"
+        self,
+        topics: Sequence[str],
+        group: str | None = None,
+        start: StartAt = "earliest",
+        positions: Mapping[tuple[str, int], int] | None = None,
     ) -> Consumer:
-        """A consumer of `topics`, a member of `group` when one is named."""
+        """A consumer of `topics`, a member of `group` when one is named. Without a group,
+        `positions` names the next offset to read of some partitions (where a checkpoint
+        left off); the others begin at `start`. An offset no longer held (retention)
+        begins at the partition's first record."""
         ...
 
     def replay(self, topics: Sequence[str]) -> AsyncIterator[Record]:

@@ -5,6 +5,12 @@ locally before the next round; folding them again when they come back from the b
 changes nothing.
 
 One runner per cluster: two runners on one log would each place the same replicas.
+
+The state is checkpointed (`services.checkpoints`) every `NGPU_CHECKPOINT_INTERVAL_S`,
+right after a round's decisions are durable, so a start or a takeover loads it and folds
+only the log after it: what it costs is a function of the live state and the tail, not
+of the log's age. The runner's own decisions, folded before they come back, are in the
+state already; folding them again changes nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +20,25 @@ import logging
 import time
 from datetime import datetime
 
-from events import EventDecodeError, TaskFailed, TaskRetried, topics, utc_now
+from events import EventDecodeError, GpuInfo, TaskFailed, TaskRetried, topics, utc_now
 from events.base import Event
 from services.bus import Bus, Record, decode_record, publish_events
+from services.bus.progress import catching_up
+from services.checkpoints import checkpoint_store, fingerprint
+from services.checkpoints.fold import FoldCheckpoints
+from services.readiness import Component
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.core import retry_event
 from services.scheduler.profile import build_profile
+from services.scheduler.queue import WaitQueue
+from services.scheduler.records import (
+    Assignment,
+    DeploymentState,
+    NodeState,
+    QueuedTask,
+    TaskPayload,
+    WorkspaceSpec,
+)
 from services.scheduler.replicas import plan_replicas
 from services.scheduler.rounds import dispatch_waiting
 from services.scheduler.state import ClusterState
@@ -28,6 +47,13 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 _BATCH = 1000
 _NEVER_S = 10.0**9
+CHECKPOINT = "scheduler"
+CHECKPOINT_VERSION = fingerprint(
+    CHECKPOINT,
+    [ClusterState, WaitQueue, NodeState, DeploymentState, WorkspaceSpec, TaskPayload,
+     QueuedTask, Assignment, TaskFailed, GpuInfo],
+)  # fmt: skip
+"""Changes whenever the shape of the checkpointed state does: an older one is replayed over."""
 
 
 def scheduler_settings(settings: Settings) -> SchedulerSettings:
@@ -40,10 +66,16 @@ def scheduler_settings(settings: Settings) -> SchedulerSettings:
 
 
 class SchedulerRunner:
-    """Consumes all topics from the beginning (its state is rebuilt on every start)."""
+    """Consumes all topics from its newest checkpoint, else from the beginning. Decides
+    nothing before it has folded the log up to its ends as of the start (logging its
+    progress); `ready` is caught up then."""
 
-    def __init__(self, bus: Bus, settings: Settings) -> None:
+    def __init__(self, bus: Bus, settings: Settings, *, ready: Component | None = None) -> None:
         self.bus = bus
+        self.ready = ready or Component("scheduler")
+        self.checkpoints = FoldCheckpoints(
+            checkpoint_store(bus), CHECKPOINT, CHECKPOINT_VERSION, settings.checkpoint_interval_s
+        )
         self.tick_s = settings.scheduler_tick_s
         self.settings = scheduler_settings(settings)
         self.profile = build_profile(self.settings)
@@ -55,14 +87,21 @@ class SchedulerRunner:
 
     async def run(self) -> None:
         """Run until cancelled."""
-        consumer = self.bus.consumer(topics.ALL_TOPICS, group=None, start="earliest")
+        resumed = await self.checkpoints.resume()
+        if resumed is not None:
+            self.state, self._retries = resumed
+        consumer = self.bus.consumer(
+            topics.ALL_TOPICS, group=None, start="earliest", positions=self.checkpoints.positions
+        )
         started = time.monotonic()
         last_tick = 0.0
         async with consumer:
+            catch_up = await catching_up("scheduler", consumer, on_done=self.ready.mark_caught_up)
             while True:
                 records = await consumer.fetch(_BATCH, timeout_s=self.tick_s)
                 self._fold(records)
-                if len(records) == _BATCH:
+                await catch_up.fetched(records, consumer)
+                if len(records) == _BATCH or not catch_up.done:
                     continue  # catch up before deciding anything
                 now = utc_now()
                 events = self._retry(now)
@@ -80,9 +119,12 @@ class SchedulerRunner:
                 if events:
                     await publish_events(self.bus, events)
                     self.decisions += len(events)
+                # Consistent here: every record fetched is folded, every decision durable.
+                await self.checkpoints.save_due(lambda: (self.state, self._retries))
 
     def _fold(self, records: list[Record]) -> None:
         for record in records:
+            self.checkpoints.folded(record)
             try:
                 envelope = decode_record(record)
             except EventDecodeError:
@@ -113,7 +155,8 @@ class SchedulerRunner:
         return free
 
     def _retry(self, now: datetime) -> list[Event]:
-        """A `TaskRetried` for each retryable failure not yet retried (and not ended)."""
+        """A `TaskRetried` for each retryable failure not yet retried (and not ended), or
+        the end of a task no node is left to try."""
         events: list[Event] = []
         for task_id, failed in list(self._retries.items()):
             del self._retries[task_id]

@@ -22,6 +22,7 @@ def test_defaults_run_the_embedded_mode(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.data_dir == Path(".ngpu")
     assert settings.bus_path == Path(".ngpu/bus.sqlite3")
     assert settings.resolved_clickhouse_dsn == f"chdb:///{Path('.ngpu').resolve()}/clickhouse"
+    assert settings.body_retention_days is None  # bodies are kept
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,8 @@ def test_defaults_run_the_embedded_mode(monkeypatch: pytest.MonkeyPatch) -> None
         ("NGPU_KAFKA_NAMESPACE", "no spaces/"),
         ("NGPU_KAFKA_REPLICATION_FACTOR", "0"),
         ("NGPU_KAFKA_PUBLISH_TIMEOUT_S", "0"),
+        ("NGPU_BODY_RETENTION_DAYS", "0"),
+        ("NGPU_BODY_RETENTION_DAYS", "3651"),
     ],
 )
 def test_invalid_values_name_the_variable(
@@ -83,6 +86,24 @@ def test_kafka_mode_builds_the_kafka_bus_from_its_variables(
     assert bus.bootstrap == "kafka-1:9092,kafka-2:9092"
     assert (bus.partitions, bus.namespace) == (12, "staging.")
     assert (bus.replication_factor, bus.publish_timeout_s) == (3, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"NGPU_QUEUE_MAX_BYTES": "0"}, "NGPU_QUEUE_MAX_BYTES"),
+        ({"NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE": "lots"}, "NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE"),
+        ({"NGPU_QUEUE_MAX_BYTES": str(64 << 20)}, "NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE"),
+        ({"NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE": "4096"}, "NGPU_MAX_BODY_BYTES"),
+    ],
+)
+def test_queue_caps_nest(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=named):
+        load_settings()
+    # A workspace's cap within the total, and a body the ingress takes within both: it starts.
+    load_settings(queue_max_bytes=8192, queue_max_bytes_per_workspace=4096, max_body_bytes=4096)
 
 
 def test_the_cli_stops_with_the_variable_named(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Self
 
 from aiokafka import TopicPartition
@@ -63,17 +63,31 @@ async def _kafka_ends(bus: KafkaBus, topics: Sequence[str]) -> dict[Position, in
 
 
 class CatchUpConsumer:
-    """A `Consumer` of every record of `topics` from the earliest (no group). Until it has
+    """A `Consumer` of every record of `topics` from the earliest, or from `positions`
+    where given (no group). Until it has
     delivered everything before `log_ends` (taken at `start()`), its batches are full
     (`max_records` long) and the `FIRST` topics come before the others; after that it
     delivers whatever arrives on any of them."""
 
-    def __init__(self, bus: Bus, topics: Sequence[str]) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        topics: Sequence[str],
+        positions: Mapping[Position, int] | None = None,
+    ) -> None:
         self.bus = bus
         self.topics = tuple(topics)
         first = [t for t in self.topics if t in FIRST]
         rest = [t for t in self.topics if t not in FIRST]
-        self._parts = [(tuple(part), bus.consumer(part)) for part in (first, rest) if part]
+        given = dict(positions or {})
+        self._parts = [
+            (
+                tuple(part),
+                bus.consumer(part, positions={p: o for p, o in given.items() if p[0] in part}),
+            )
+            for part in (first, rest)
+            if part
+        ]
         self._behind: list[dict[Position, int]] | None = None  # per part: ends to reach
         self._pending: dict[int, asyncio.Future[list[Record]]] = {}
 
@@ -100,6 +114,10 @@ class CatchUpConsumer:
                 more = await consumer.fetch(max_records - len(batch), timeout_s)
                 _advance(behind, more)
                 batch += more
+                if not more:  # records below an end may be gone (retention): ask where it is
+                    at = await consumer.positions()
+                    for position in [p for p, end in behind.items() if at.get(p, 0) >= end]:
+                        del behind[position]
             if behind:
                 return batch  # full, and this part still behind: later parts must wait
         if batch:
@@ -122,6 +140,20 @@ class CatchUpConsumer:
     async def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
         for _, consumer in self._parts:
             await consumer.commit(offsets)
+
+    async def ends(self, partitions: Collection[Position] | None = None) -> dict[Position, int]:
+        ends: dict[Position, int] = {}
+        for part, consumer in self._parts:
+            mine = None if partitions is None else [p for p in partitions if p[0] in part]
+            if mine is None or mine:
+                ends.update(await consumer.ends(mine))
+        return ends
+
+    async def positions(self) -> dict[Position, int]:
+        positions: dict[Position, int] = {}
+        for _, consumer in self._parts:
+            positions.update(await consumer.positions())
+        return positions
 
     async def close(self) -> None:
         pending, self._pending = list(self._pending.values()), {}

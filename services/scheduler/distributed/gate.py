@@ -11,7 +11,7 @@ a publish already under way is shielded from cancellation and can be waited for 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from services.bus import Bus, Consumer, Outgoing, Record, StartAt
@@ -91,11 +91,15 @@ class TermBus:
         return stored
 
     def consumer(
-        self, topics: Sequence[str], group: str | None = None, start: StartAt = "earliest"
+        self,
+        topics: Sequence[str],
+        group: str | None = None,
+        start: StartAt = "earliest",
+        positions: Mapping[tuple[str, int], int] | None = None,
     ) -> Consumer:
         if group is None and start == "earliest":
-            return CatchUpConsumer(self.inner, topics)
-        return self.inner.consumer(topics, group, start)
+            return CatchUpConsumer(self.inner, topics, positions)
+        return self.inner.consumer(topics, group, start, positions)
 
     def replay(self, topics: Sequence[str]) -> AsyncIterator[Record]:
         return self.inner.replay(topics)

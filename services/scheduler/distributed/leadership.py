@@ -14,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
-from services.bus import Bus
+from services.bus import Bus, BusError
 from services.scheduler.distributed.errors import NotLeaderError
 from services.scheduler.distributed.gate import LeaderGate, TermBus
 from services.scheduler.runner import SchedulerRunner
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
+_RESTART_MAX_S = 10.0
 
 RunnerFactory = Callable[[Bus, Settings], SchedulerRunner]
 """Builds the runner of a term from the (gated) bus and the settings."""
@@ -99,8 +101,10 @@ class Leadership:
         # cancelled still completes (see `LeaderGate.through`), after the runner is gone.
         term_bus = TermBus(self.bus, gate)
         self._term_buses.append(term_bus)
+        delay = self.restart_delay_s
         while True:
             runner = self.runner_factory(term_bus, self.settings)
+            began = time.monotonic()
             try:
                 await runner.run()
             except NotLeaderError:
@@ -112,7 +116,13 @@ class Leadership:
                 # Something it awaited was cancelled under it: a failure, not the end of
                 # the term (which would otherwise end silently while still leading).
                 log.exception("scheduler: runner was cancelled from inside; restarting it")
+            except BusError as exc:
+                # The bus is away (its own lines say more): one line, no traceback.
+                log.warning("scheduler: runner stopped (%s); restarting it from the log", exc)
             except Exception:
                 # Its state may hold decisions that never became durable: start over.
                 log.exception("scheduler: runner failed; restarting it from the log")
-            await asyncio.sleep(self.restart_delay_s)
+            if time.monotonic() - began > _RESTART_MAX_S:
+                delay = self.restart_delay_s  # it had been running: not the same failure
+            await asyncio.sleep(delay)
+            delay = min(_RESTART_MAX_S, 2 * delay)  # while it fails again and again

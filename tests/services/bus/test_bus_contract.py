@@ -139,3 +139,94 @@ async def test_explicit_offsets_commit_only_what_was_finished(bus: Bus) -> None:
     async with bus.consumer(["t"], group="g") as second:
         again = await _drain(second, 6)
         assert [r.offset for r in again] == [4, 5, 6, 7, 8, 9]
+
+
+async def test_ends_are_where_each_held_partition_will_write_next(bus: Bus) -> None:
+    stored = await bus.publish_many(_batch(60, keys=13))
+    written: dict[tuple[str, int], int] = defaultdict(int)
+    for record in stored:
+        written[(record.topic, record.partition)] += 1
+    async with bus.consumer(["t"], group="g") as consumer:
+        ends = await consumer.ends()
+        assert set(ends) == {("t", p) for p in range(4)}  # the only member holds them all
+        assert ends == {where: written.get(where, 0) for where in ends}
+        more = await bus.publish("t", "k0", b"one more")
+        where = (more.topic, more.partition)
+        assert await consumer.ends([where]) == {where: more.offset + 1}
+
+
+async def test_reading_up_to_the_ends_is_reading_everything_published_before(bus: Bus) -> None:
+    published = {r.value for r in await bus.publish_many(_batch(300, keys=17))}
+    async with bus.consumer(["t"], group="g") as consumer:
+        behind = {where: end for where, end in (await consumer.ends()).items() if end}
+        got: list[Record] = []
+        async with asyncio.timeout(30):
+            while behind:
+                for record in await consumer.fetch(50, timeout_s=0.2):
+                    got.append(record)
+                    if record.offset + 1 >= behind.get((record.topic, record.partition), 0):
+                        behind.pop((record.topic, record.partition), None)
+        assert {r.value for r in got} == published
+
+
+async def test_ends_of_partitions_another_member_holds_are_told_too(bus: Bus) -> None:
+    stored = await bus.publish_many(_batch(40, keys=11))
+    last = {(r.topic, r.partition): r.offset + 1 for r in stored}
+    one, two = bus.consumer(["t"], group="g"), bus.consumer(["t"], group="g")
+    await one.start()
+    await two.start()
+    try:
+        async with asyncio.timeout(30):  # Kafka: until the group settled on both members
+            while True:
+                held = [set(await one.ends()), set(await two.ends())]
+                if all(held) and len(held[0] | held[1]) == 4:
+                    break
+                await asyncio.sleep(0.1)
+        assert not held[0] & held[1]
+        everything = await one.ends([("t", p) for p in range(4)])
+        assert everything == {("t", p): last.get(("t", p), 0) for p in range(4)}
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_ends_are_only_of_the_consumers_topics(bus: Bus) -> None:
+    await bus.publish_many(_batch(3, topic="a") + _batch(3, topic="b"))
+    async with bus.consumer(["a"]) as consumer:
+        assert set(await consumer.ends()) == {("a", p) for p in range(4)}
+        with pytest.raises(BusError):
+            await consumer.ends([("b", 0)])
+
+
+async def test_a_consumer_without_a_group_begins_where_it_is_told(bus: Bus) -> None:
+    records = await bus.publish_many(_batch(40))
+    ends: dict[tuple[str, int], int] = {}
+    for record in records:
+        ends[(record.topic, record.partition)] = record.offset + 1
+    # Resume two partitions halfway (as from a checkpoint); the rest from the start.
+    resumed = dict(sorted(ends.items())[:2])
+    positions = {p: end // 2 for p, end in resumed.items()}
+    expected = [r for r in records if r.offset >= positions.get((r.topic, r.partition), 0)]
+    async with bus.consumer(["t"], group=None, start="earliest", positions=positions) as c:
+        got = await _drain(c, len(expected))
+    assert sorted((r.topic, r.partition, r.offset) for r in got) == sorted(
+        (r.topic, r.partition, r.offset) for r in expected
+    )
+
+
+async def test_positions_are_where_the_consumer_hands_out_next(bus: Bus) -> None:
+    stored = await bus.publish_many(_batch(60, keys=13))
+    ends = {(r.topic, r.partition): r.offset + 1 for r in stored}
+    async with bus.consumer(["t"], group="g") as consumer:
+        assert await consumer.positions() == {("t", p): 0 for p in range(4)}
+        assert len(await _drain(consumer, 60)) == 60
+        assert await consumer.positions() == await consumer.ends()
+        await consumer.commit()
+    later = await bus.publish("t", "k0", b"one more")
+    async with bus.consumer(["t"], group="g") as resumed:  # from the group's commit
+        assert await resumed.positions() == {("t", p): ends.get(("t", p), 0) for p in range(4)}
+        assert [r.value for r in await _drain(resumed, 1)] == [later.value]
+        assert (await resumed.positions())[(later.topic, later.partition)] == later.offset + 1
+    where = (later.topic, later.partition)
+    async with bus.consumer(["t"], positions={where: 2}) as told:
+        assert (await told.positions())[where] == 2

@@ -53,14 +53,14 @@ def _tail(path: Path, *extra: str) -> list[str]:
 
 async def _records(path: Path) -> list[Record]:
     async with EmbeddedBus(path) as bus:
-        return [r async for r in bus.replay([topics.NODES])]
+        return [r async for r in bus.replay([topics.LIVENESS])]
 
 
 async def _replay(path: Path) -> list[NodeHeartbeat]:
     async with EmbeddedBus(path) as bus:
-        records = [r async for r in bus.replay([topics.NODES])]
+        records = [r async for r in bus.replay([topics.LIVENESS])]
         # The log takes new writes after the crash, right after what it holds.
-        again = await bus.publish(topics.NODES, "node-0", b"after-restart")
+        again = await bus.publish(topics.LIVENESS, "node-0", b"after-restart")
         node0 = [r for r in records if r.key == "node-0"]
         assert (
             again.offset

@@ -116,3 +116,40 @@ async def test_a_record_too_large_for_its_topic_fails_its_call_alone(bus: KafkaB
         await bus.publish_many([small, Outgoing(topics.NODES, "node-1", b"x" * (2 << 20))])
     stored = await bus.publish_many([small])
     assert [r async for r in bus.replay([topics.NODES])] == stored
+
+
+async def _topic_configs(bootstrap: str, name: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    finally:
+        await admin.close()
+    (resource,) = response.to_object()["resources"]
+    return {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+
+
+async def test_the_task_topic_takes_the_retention_of_the_bus_that_opens_it(
+    kafka_broker: KafkaBroker,
+) -> None:
+    namespace = _namespace()
+    async with KafkaBus(kafka_broker.bootstrap, namespace=namespace,
+                        log_retention_ms=3_600_000) as first:  # fmt: skip
+        await first.ensure_topics([topics.TASKS, topics.NODES])
+        name = first.broker_topic(topics.TASKS)
+        assert (await _topic_configs(kafka_broker.bootstrap, name))["retention.ms"] == "3600000"
+    async with KafkaBus(kafka_broker.bootstrap, namespace=namespace,
+                        log_retention_ms=7_200_000) as later:  # fmt: skip
+        await later.ensure_topics([topics.TASKS])
+        for _ in range(100):  # the brokers' metadata follows the controller within moments
+            configs = await _topic_configs(kafka_broker.bootstrap, name)
+            if configs["retention.ms"] != "3600000":
+                break
+            await asyncio.sleep(0.1)
+        assert configs["retention.ms"] == "7200000"  # an existing topic is altered
+        # ...and keeps the rest of its spec (AlterConfigs replaces the whole set).
+        assert (
+            configs["max.message.bytes"] == spec_for(topics.TASKS).configs(1)["max.message.bytes"]
+        )
+        nodes = await _topic_configs(kafka_broker.bootstrap, later.broker_topic(topics.NODES))
+        assert nodes["retention.ms"] == "-1"  # configuration history is kept

@@ -40,11 +40,13 @@ def test_the_document_describes_each_topic_as_the_bus_creates_it(topic: str) -> 
     assert channel["x-key-field"] == spec.key_field
     assert binding["topic"] == topic
     assert binding["partitions"] == Settings.model_fields["bus_partitions"].default
+    segment = {} if spec.segment_ms is None else {"segment.ms": spec.segment_ms}
     assert binding["topicConfiguration"] == {
         "cleanup.policy": spec.cleanup_policy.split(","),
         "retention.ms": spec.retention_ms,
         "retention.bytes": spec.retention_bytes,
         "max.message.bytes": spec.max_message_bytes,
+        **segment,
     }
 
 
