@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 events_app = typer.Typer(help="Read the event log.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
+projections_app = typer.Typer(help="Maintain the ClickHouse projections.", no_args_is_help=True)
+app.add_typer(projections_app, name="projections")
 
 DataDir = Annotated[
     Path | None,
@@ -106,6 +108,36 @@ def events_tail(
         )
 
 
+@projections_app.command("rebuild")
+def projections_rebuild(data_dir: DataDir = None) -> None:
+    """Rebuild the task tables (submissions, dispatches, requeues, outcomes) from the
+    archive, ClickHouse's raw events table, alone: the bus is not read.
+
+    Stop the projector first (with the embedded ClickHouse, `ngpu up` holds the store:
+    stop it).
+    """
+    from projections import (
+        ProjectionError,
+        ProjectionWriter,
+        connect,
+        rebuild_from_archive,
+        split_archived_bodies,
+    )
+    from services.roles import DATABASE
+
+    settings = _settings(data_dir)
+    try:
+        client = connect(settings.resolved_clickhouse_dsn)
+        retention = settings.body_retention_days
+        ProjectionWriter(client, DATABASE, body_retention_days=retention).ensure_schema()
+        split_archived_bodies(client, DATABASE)
+        read = rebuild_from_archive(client, DATABASE)
+    except ProjectionError as exc:
+        typer.echo(f"ngpu projections rebuild: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"rebuilt the task tables from {read} archived task events")
+
+
 @app.command("up")
 def up_command(
     port: Annotated[
@@ -119,7 +151,7 @@ def up_command(
 ) -> None:
     """Run the whole system (ingress, scheduler, dispatcher, projector) in this process on
     the embedded backends."""
-    from services.demo import demo_settings
+    from services.demo import DemoError, demo_settings
 
     overrides: dict[str, object] = {"bus": "embedded"}
     for name, value in (("port", port), ("host", host), ("data_dir", data_dir)):
@@ -133,8 +165,12 @@ def up_command(
     _configure_logging(settings.log_level)
     if demo:
         settings = demo_settings(settings)
-    with contextlib.suppress(KeyboardInterrupt):
-        run_loop(_up(settings, demo))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_loop(_up(settings, demo))
+    except DemoError as exc:  # the demo's replica never became ready: say why, no traceback
+        typer.echo(f"ngpu up: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 async def _up(settings: Settings, demo: bool) -> None:
@@ -148,6 +184,7 @@ async def _up(settings: Settings, demo: bool) -> None:
     async def ready() -> None:
         typer.echo(f"NGPU gateway listening on {url}")
         typer.echo(f"  data dir:         {settings.data_dir.resolve()}")
+        typer.echo(f"  readiness:        {url}/readyz (503 while catching up with the log)")
         for label, token, source in (
             ("admin token:     ", creds.admin_token, creds.admin_token_source),
             ("node join token: ", creds.join_token, creds.join_token_source),

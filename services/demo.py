@@ -5,18 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+from events.errors import NgpuError
 from services.settings import Settings
+
+log = logging.getLogger(__name__)
 
 WORKSPACE_NAME = "demo-img2img"
 DEMO_BTC_ADDRESS = "bc1pp8vyhh2ma0ntzjwr26xxrn5r0w296yu68wdwle5rrhgtv3a2lgkqtyayus"
 DEMO_NODE_ADDRESS = "0xCac10F51814E8e425a6877951fecb7746161c669"
+POLL_S = 0.2
+PROGRESS_EVERY_S = 5.0
+REPLICA_GUARD_S = 600.0
+"""How long the sample replica may take to be ready once the gateway is (it starts in
+seconds: this only stops a demo that cannot work from waiting forever)."""
+
+
+class DemoError(NgpuError):
+    """The demo could not be started (the message says what it was waiting for)."""
 
 
 @dataclass
@@ -60,11 +75,14 @@ def demo_workspace() -> dict[str, object]:
 
 
 async def start_demo(settings: Settings, url: str, admin_token: str, join_token: str) -> Demo:
-    """Register the sample workspace (once per data dir), start a local node agent, and
-    wait until the replica is ready."""
+    """Wait until the gateway is ready (`/readyz`: every role has caught up with the log,
+    however long that takes), then register the sample workspace (once per data dir),
+    start a local node agent, and wait until the replica is ready (`DemoError` after
+    `REPLICA_GUARD_S`). Logs what it waits for every few seconds."""
     headers = {"Authorization": f"Bearer {admin_token}"}
     id_file = settings.data_dir / "demo-workspace-id"
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+        await _wait_caught_up(http)
         workspace_id = id_file.read_text().strip() if id_file.exists() else ""
         if (
             not workspace_id
@@ -77,33 +95,65 @@ async def start_demo(settings: Settings, url: str, admin_token: str, join_token:
         agent = _spawn_agent(settings, url, join_token)
         demo = Demo(workspace_id, agent)
         try:
-            await _wait_ready(http, workspace_id)
+            await _wait_replica(http, workspace_id, _agent_log(settings))
         except BaseException:
             demo.stop()
             raise
     return demo
 
 
+def _agent_log(settings: Settings) -> Path:
+    return settings.data_dir / "demo-node" / "agent.log"
+
+
 def _spawn_agent(settings: Settings, url: str, join_token: str) -> subprocess.Popen[bytes]:
-    work_dir = settings.data_dir / "demo-node"
+    work_dir = _agent_log(settings).parent
     work_dir.mkdir(parents=True, exist_ok=True)
-    log = (work_dir / "agent.log").open("ab")
+    output = _agent_log(settings).open("ab")
     args = [sys.executable, "-m", "services.cli", "node", "--control-plane", url,
             "--join-token", join_token, "--host", "127.0.0.1", "--address", DEMO_NODE_ADDRESS,
             "--gpu", "RTX4090:1", "--region", "local", "--work-dir", str(work_dir)]  # fmt: skip
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-async def _wait_ready(http: httpx.AsyncClient, workspace_id: str, timeout_s: float = 120) -> None:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            nodes = (await http.get("/v1/nodes")).json()["nodes"]
-            for node in nodes:
-                for deployment in node["deployments"]:
-                    ready = deployment["state"] == "ready"
-                    if ready and deployment["workspace_id"] == workspace_id:
-                        return
-            await asyncio.sleep(0.2)
+async def _wait_caught_up(http: httpx.AsyncClient) -> None:
+    """Until `/readyz` answers 200, with no limit: a long log takes long to catch up
+    with, and the gateway logs its own progress meanwhile."""
+    said = time.monotonic()
+    while True:
+        answer = await http.get("/readyz")
+        if answer.status_code == 200:
+            return
+        if time.monotonic() - said >= PROGRESS_EVERY_S:
+            said = time.monotonic()
+            waiting = ", ".join(answer.json().get("waiting_for", [])) or "?"
+            log.info("demo: waiting for the gateway to catch up with the log (%s)", waiting)
+        await asyncio.sleep(POLL_S)
+
+
+async def _wait_replica(
+    http: httpx.AsyncClient, workspace_id: str, agent_log: Path, guard_s: float = REPLICA_GUARD_S
+) -> None:
+    began = said = time.monotonic()
+    while True:
+        states = [
+            deployment["state"]
+            for node in (await http.get("/v1/nodes")).json()["nodes"]
+            for deployment in node["deployments"]
+            if deployment["workspace_id"] == workspace_id
+        ]
+        if "ready" in states:
+            return
+        state = ", ".join(states) or "not placed yet"
+        if time.monotonic() - began >= guard_s:
+            raise DemoError(
+                f"the demo replica is not ready after {guard_s:.0f} s (its state: {state}); "
+                f"the node agent's log is {agent_log}"
+            )
+        if time.monotonic() - said >= PROGRESS_EVERY_S:
+            said = time.monotonic()
+            log.info("demo: waiting for the sample replica to be ready (%s)", state)
+        await asyncio.sleep(POLL_S)
 
 
 def curl_examples(url: str, workspace_id: str) -> str:
@@ -122,4 +172,4 @@ def curl_examples(url: str, workspace_id: str) -> str:
     ])  # fmt: skip
 
 
-__all__ = ["Demo", "curl_examples", "demo_settings", "start_demo"]
+__all__ = ["Demo", "DemoError", "curl_examples", "demo_settings", "start_demo"]

@@ -3,7 +3,7 @@
 
 The roles (ingress over HTTP, scheduler, dispatcher, projector) share one bus and, for
 the ingress and the projector, one ClickHouse client: chdb allows one engine per process
-(DESIGN.md), so the roles that use the data dir live in the process that holds it.
+(docs/architecture.md), so the roles that use the data dir live in the process that holds it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -25,15 +26,18 @@ from clickhouse_connect.driver.client import Client
 
 from events.errors import NgpuError
 from projections import ProjectionWriter, Projector, connect
+from projections.errors import StoreError
 from projections.projector import GROUP as PROJECTOR_GROUP
 from services.brc20 import Brc20Gate, provider_from_config
-from services.bus import Bus, bus_from_settings
+from services.bus import Bus, BusError, EmbeddedBus, bus_from_settings
+from services.bus.retention import keep_pruning, retention_policy
 from services.dispatcher import CallPolicy, Dispatcher
 from services.ingress import DirectoryFollower, IngressContext, create_app, server_config
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
 from services.ingress.taskfollower import TaskFollower
 from services.ingress.tokens import load_or_create
+from services.readiness import Component, Readiness
 from services.scheduler.runner import SchedulerRunner
 from services.settings import Settings
 
@@ -168,8 +172,10 @@ async def run_roles(
 ) -> None:
     """Run `roles` on one bus until SIGINT/SIGTERM (`creds` are needed by the ingress).
     `on_ready` is called (and awaited when it is a coroutine) once every role started
-    (with the ingress: once the HTTP server accepts connections); `on_stop` when a
-    signal arrives, while everything still runs."""
+    (with the ingress: once the HTTP server accepts connections, which is before the
+    roles have caught up with the log: `/readyz` says when they have); `on_stop` when a
+    signal arrives, while everything still runs (`on_ready` is cancelled if it still
+    runs)."""
     check_roles(settings, roles)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -181,33 +187,47 @@ async def run_roles(
         stack.push_async_callback(bus.close)
         jobs: dict[str, Coroutine[Any, Any, None]] = {}
         server: _Server | None = None
+        readiness = Readiness()
         if roles & {"ingress", "projector"}:
             client = await asyncio.to_thread(connect, settings.resolved_clickhouse_dsn)
-            writer = ProjectionWriter(client, DATABASE)
+            writer = ProjectionWriter(
+                client, DATABASE, body_retention_days=settings.body_retention_days
+            )
             await asyncio.to_thread(writer.ensure_schema)
             projector: Projector | None = None
             if "projector" in roles:
                 projector = Projector(
                     bus, writer, group=projector_group(settings),
-                    linger_s=settings.projector_linger_s,
+                    linger_s=settings.projector_linger_s, ready=readiness.component("projector"),
                 )  # fmt: skip
-                jobs["projector"] = projector.run()
+                jobs["projector"] = _restarting("projector", projector.run, stopping)
             if "ingress" in roles:
                 if creds is None:
                     raise RolesError("the ingress role needs the admin and node join tokens")
                 flush = projector.flush if projector else None
-                server = await _ingress(settings, bus, client, creds, stack, flush)
+                server, follower = await _ingress(
+                    settings, bus, client, creds, stack, flush, readiness
+                )
                 jobs["http"] = server.serve()
+                jobs["directory"] = follower.run()  # caught up while the server answers 503
         if "scheduler" in roles:
-            jobs["scheduler"] = _scheduler(settings, bus, stopping)
+            decider = readiness.component("scheduler")
+            jobs["scheduler"] = _restarting(
+                "scheduler", lambda: _scheduler(settings, bus, stopping, decider), stopping
+            )
         if "dispatcher" in roles:
             policy = CallPolicy(settings.task_max_attempts, settings.max_response_bytes)
-            jobs["dispatcher"] = Dispatcher(
-                bus, policy, max_concurrency=settings.dispatcher_concurrency
-            ).run()
+            concurrency, caller = settings.dispatcher_concurrency, readiness.component("dispatcher")
+            jobs["dispatcher"] = _restarting(
+                "dispatcher",
+                lambda: Dispatcher(bus, policy, max_concurrency=concurrency, ready=caller).run(),
+                stopping,
+            )  # fmt: skip
+        if isinstance(bus, EmbeddedBus):  # Kafka applies its topics' retention itself
+            jobs["retention"] = keep_pruning(bus, retention_policy(settings.log_retention_hours))
         # Jobs that end by themselves once `stopping` is set (the rest are cancelled).
         graceful = {"http", "scheduler"} if settings.bus == "kafka" else {"http"}
-        await _supervise(jobs, graceful, server, stopping, on_ready, on_stop)
+        await _supervise(jobs, graceful, server, stopping, on_ready, on_stop, readiness)
 
 
 async def _ingress(
@@ -217,13 +237,18 @@ async def _ingress(
     creds: Credentials,
     stack: contextlib.AsyncExitStack,
     flush_projections: Callable[[], None] | None,
-) -> _Server:
-    """The HTTP server of the ingress role, its followers started (and closed by `stack`);
+    readiness: Readiness,
+) -> tuple[_Server, DirectoryFollower]:
+    """The HTTP server of the ingress role, and its directory follower, to be `run` beside
+    it: the server answers (`/healthz`, `/readyz`, and 503 elsewhere) while the directory
+    catches up with the log. The task follower is started; both are closed by `stack`.
     `flush_projections` when the projector runs in this process."""
-    follower, tasks = DirectoryFollower(bus), TaskFollower(bus)
+    follower = DirectoryFollower(
+        bus, settings.checkpoint_interval_s, ready=readiness.component("directory")
+    )
+    tasks = TaskFollower(bus, ready=readiness.component("tasks"))
     gate = brc20_gate(settings)
     stack.push_async_callback(gate.aclose)
-    await follower.start()
     stack.push_async_callback(follower.close)
     await tasks.start()
     stack.push_async_callback(tasks.close)
@@ -231,20 +256,54 @@ async def _ingress(
         settings, bus, follower, creds.admin_token, creds.join_token, tasks=tasks,
         store=TaskStore(client, DATABASE), gate=gate,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
-        flush_projections=flush_projections,
+        ip_limiter=RateLimiter(settings.brc20_check_rate_per_s, settings.brc20_check_burst),
+        flush_projections=flush_projections, readiness=readiness,
     )  # fmt: skip
-    return _Server(server_config(create_app(context), settings))
+    return _Server(server_config(create_app(context), settings)), follower
 
 
-async def _scheduler(settings: Settings, bus: Bus, stopping: asyncio.Event) -> None:
+async def _scheduler(
+    settings: Settings, bus: Bus, stopping: asyncio.Event, ready: Component
+) -> None:
     """The embedded log has one scheduler (its process holds the log); on Kafka the
     scheduler is the faust app, whose workers elect one active member."""
     if settings.bus == "kafka":
         from services.scheduler.distributed import run_scheduler_app
 
-        await run_scheduler_app(settings, stopping)
+        await run_scheduler_app(settings, stopping, ready=ready)
     else:
-        await SchedulerRunner(bus, settings).run()
+        await SchedulerRunner(bus, settings, ready=ready).run()
+
+
+_RESTART_MIN_S = 0.5
+_RESTART_MAX_S = 10.0
+
+
+async def _restarting(
+    name: str, run: Callable[[], Awaitable[None]], stopping: asyncio.Event
+) -> None:
+    """Run a role, and run it again whenever it stops on an unavailable bus or store (a
+    full disk, a broker away): an outage of writes must not end the process, whose other
+    roles carry on (reads are served, submissions answered 503). The pause between
+    attempts grows from 0.5 s to 10 s while the failures repeat. A role runs again as on
+    a process start: the scheduler replays the log, consumers resume from their groups'
+    commits. Any other error is a bug, and ends the process."""
+    delay = _RESTART_MIN_S
+    while True:
+        began = time.monotonic()
+        try:
+            await run()
+            return
+        except (BusError, StoreError) as exc:
+            if stopping.is_set():
+                return
+            if time.monotonic() - began > 6 * _RESTART_MAX_S:
+                delay = _RESTART_MIN_S  # it had been running: a new outage
+            log.warning("%s stopped: %s; starting it again in %.1f s", name, exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+            return
+        delay = min(_RESTART_MAX_S, delay * 2)
 
 
 async def _supervise(
@@ -254,26 +313,30 @@ async def _supervise(
     stopping: asyncio.Event,
     on_ready: OnReady | None,
     on_stop: Callable[[], Awaitable[None]] | None,
+    readiness: Readiness,
 ) -> None:
-    """Run `jobs` until a signal or until one of them ends; re-raise the first error."""
+    """Run `jobs` until a signal or until one of them ends; re-raise the first error.
+    `on_ready` runs beside them (a signal cancels it); an error of it ends them too."""
     running: set[asyncio.Task[Any]] = {
         asyncio.create_task(coro, name=name) for name, coro in jobs.items()
     }
     while server is not None and not server.started and not all(t.done() for t in running):  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
-    if (server is None or server.started) and on_ready is not None:
-        result = on_ready()
-        if result is not None:
-            await result
-    # What exists once the roles run (modules, the app, the startup state) lives as long
-    # as the process: out of the collector's sight, so that a full collection no longer
-    # walks it (it stalled the event loop 80-110 ms at a time under load in `ngpu up`).
-    gc.collect()  # the startup's garbage first: frozen, it would never be freed
-    gc.freeze()
+    announce = on_ready if server is None or server.started else None
+    settling = asyncio.create_task(_settle(announce, readiness), name="settling")
     signalled: asyncio.Task[Any] = asyncio.create_task(stopping.wait())
-    done, _ = await asyncio.wait({*running, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    waiting = {*running, signalled, settling}
+    while True:
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if done != {settling} or settling.exception() is not None:
+            break
+        waiting.discard(settling)  # started and caught up: run on
     signalled.cancel()
     done.discard(signalled)
+    if not settling.done():
+        settling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await settling
     if stopping.is_set() and on_stop is not None:
         await on_stop()
     stopping.set()  # the faust scheduler leaves its group on this, not on cancellation
@@ -288,3 +351,19 @@ async def _supervise(
     for finished in done:
         if not finished.cancelled() and (error := finished.exception()) is not None:
             raise error
+
+
+async def _settle(on_ready: OnReady | None, readiness: Readiness) -> None:
+    """Call `on_ready`, then wait for every role to catch up with the log, and take what
+    the start built out of the collector's sight."""
+    if on_ready is not None:
+        result = on_ready()
+        if result is not None:
+            await result
+    await readiness.wait()
+    # What exists once the roles have caught up (modules, the app, the folded state)
+    # lives about as long as the process: out of the collector's sight, so that a full
+    # collection no longer walks it (it stalled the event loop 80-110 ms at a time under
+    # load in `ngpu up`).
+    gc.collect()  # the startup's garbage first: frozen, it would never be freed
+    gc.freeze()

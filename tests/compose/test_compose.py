@@ -301,7 +301,7 @@ def test_ingress(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> No
     assert len(host_ports) == replicas(ingress), "one host port per ingress replica"
     assert list(host_ports) == [8000, 8001]
     probe = " ".join(ingress["healthcheck"]["test"])
-    assert f"http://127.0.0.1:{settings.port}/healthz" in probe
+    assert f"http://127.0.0.1:{settings.port}/readyz" in probe  # ready to serve, not only alive
 
 
 @pytest.mark.parametrize(

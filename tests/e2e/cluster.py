@@ -66,6 +66,10 @@ class Cluster:
     schedulers: int = 1
     more_ingress_ports: list[int] = field(default_factory=list)
     """On Kafka: ingress+projector processes beyond the first, each with its own chdb."""
+    one_process: bool = False
+    """On Kafka: every role in one `ngpu serve` process, as `ngpu up` runs them."""
+    command: tuple[str, ...] = ("-m", "services.cli")
+    """What the Python interpreter runs with the `ngpu` arguments (a wrapper, say)."""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -83,7 +87,7 @@ class Cluster:
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / log_name, "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args],
+            [sys.executable, *self.command, *args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self.processes.append(process)
@@ -95,11 +99,13 @@ class Cluster:
             self._spawn(args, "up.log")
             wait_for(self._healthy, 60, "the control plane to answer")
             return
-        groups = [("ingress,projector", "ingress", ["--port", str(self.port)])]
+        first = "ingress,projector" + (",scheduler,dispatcher" if self.one_process else "")
+        groups = [(first, "ingress", ["--port", str(self.port)])]
         groups += [("ingress,projector", f"ingress-{port}", ["--port", str(port)])
                    for port in self.more_ingress_ports]  # fmt: skip
-        groups += [("scheduler", f"scheduler-{n}", []) for n in range(1, self.schedulers + 1)]
-        groups += [("dispatcher", f"dispatcher-{n}", []) for n in range(1, DISPATCHERS + 1)]
+        if not self.one_process:
+            groups += [("scheduler", f"scheduler-{n}", []) for n in range(1, self.schedulers + 1)]
+            groups += [("dispatcher", f"dispatcher-{n}", []) for n in range(1, DISPATCHERS + 1)]
         for roles, name, args in groups:
             data_dir = self.data_dir if name == "ingress" else self.data_dir / name
             self._spawn(["serve", "--roles", roles, "--data-dir", str(data_dir), *args],
@@ -146,8 +152,10 @@ class Cluster:
         return [orjson.loads(line) for line in out.splitlines()]
 
     def _healthy(self) -> bool:
+        """Ready to serve: every role of the ingress's process has caught up with the log
+        (before that, `/healthz` answers but the API says 503)."""
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

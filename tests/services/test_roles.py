@@ -9,8 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.roles import (
@@ -120,6 +122,36 @@ def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
                 break
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_up_is_ready_once_every_role_has_caught_up(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--port", str(port),
+         "--data-dir", str(tmp_path)],
+        env=clean, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # hang guard: the test's own timeout
+            if b"listening on" in line:
+                break
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{url}/healthz").json() == {"ok": True}
+        while (ready := httpx.get(f"{url}/readyz")).status_code == 503:
+            assert ready.json()["ready"] is False and ready.json()["waiting_for"]
+            time.sleep(0.05)
+        assert (ready.status_code, ready.json()) == (200, {"ready": True})
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+        assert process.returncode == 0
+        roles = "projector, directory, tasks, scheduler, dispatcher"
+        assert f"ready: caught up with the log ({roles})" in output
     finally:
         if process.poll() is None:
             process.kill()
