@@ -6,21 +6,28 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import aiohttp
 from yarl import URL
 
 from events import BodyEncoding, TaskCompleted, TaskDispatched, TaskFailed, utc_now
+from services.callsign import PROXY_ERROR_HEADER, deployment_secret, sign
+from services.hosts import HostPolicy, host_refusal
 
 
 @dataclass(frozen=True, slots=True)
 class CallPolicy:
-    """`max_attempts` bounds re-dispatches; `max_response_bytes` the body kept."""
+    """`max_attempts` bounds re-dispatches; `max_response_bytes` the body kept;
+    `call_key` derives each deployment's secret, with which every call is signed for the
+    node's proxy (empty: calls go unsigned, for tests against a bare container)."""
 
     max_attempts: int = 3
     max_response_bytes: int = 8 << 20
+    call_key: bytes = field(default=b"", repr=False)
+    hosts: HostPolicy | None = None
+    """Checked before each call (`services.hosts`; None: not checked)."""
 
 
 def target_url(dispatch: TaskDispatched) -> str:
@@ -39,12 +46,17 @@ def request_body(dispatch: TaskDispatched) -> bytes:
     return dispatch.request_body.encode()
 
 
-def headers_for(dispatch: TaskDispatched) -> dict[str, str]:
-    return {
+def headers_for(dispatch: TaskDispatched, call_key: bytes = b"") -> dict[str, str]:
+    """The call's headers; with `call_key`, signed for the deployment's proxy."""
+    headers = {
         "Content-Type": dispatch.content_type,
         "X-NGPU-Task-ID": dispatch.task_id,
         "X-NGPU-Attempt": str(dispatch.attempt),
     }
+    if call_key:
+        secret = deployment_secret(call_key, dispatch.deployment_id)
+        headers.update(sign(secret, "POST", dispatch.param_url, dispatch.task_id))
+    return headers
 
 
 def completed(
@@ -105,14 +117,23 @@ async def call_node(
 ) -> TaskCompleted | TaskFailed:
     """Make the call (`dispatch.timeout_s` bounds all of it); never raises for anything
     the node or the network does."""
+    # Checked again at each call: a DNS name may point elsewhere than at registration.
+    refusal = policy.hosts and await host_refusal(dispatch.node_ip, policy.hosts)
+    if refusal:
+        reason = f"the node's address is refused: {refusal}"
+        return failed(dispatch, "node_address_refused", reason, transient=True, policy=policy)
     started = utc_now()
     try:
         # encoded=True: the validated path and query go out byte for byte, not re-quoted.
         async with session.post(
             URL(target_url(dispatch), encoded=True), data=request_body(dispatch),
-            headers=headers_for(dispatch), allow_redirects=False,
+            headers=headers_for(dispatch, policy.call_key), allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=dispatch.timeout_s),
         ) as response:  # fmt: skip
+            if refusal := response.headers.get(PROXY_ERROR_HEADER):
+                # The node's proxy answered, not the container: the call did not happen.
+                reason = f"the node's proxy refused the call: HTTP {response.status} {refusal}"
+                return failed(dispatch, "node_refused", reason, transient=True, policy=policy)
             body = bytearray()
             async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
                 body += chunk

@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from events import DeploymentRequested, GpuInfo
+from events import GpuInfo
 from services.nodeagent.control import ControlPlaneClient, Registration
 from services.nodeagent.errors import ControlPlaneError, DeploymentError, RuntimeUnavailable
-from services.nodeagent.runtimes.base import Runtime, StatusCallback, StatusReport
+from services.nodeagent.proxy import DeploymentProxies
+from services.nodeagent.runtimes.base import Assignment, Runtime, StatusCallback, StatusReport
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,11 @@ class AgentIdentity:
 
 class NodeAgent:
     """Runs until `stop()`; `run()` returns after every deployment was stopped and its
-    `stopped` report sent (or could not be)."""
+    `stopped` report sent (or could not be).
+
+    Every deployment is fronted by an authenticating proxy listening on `proxy_host`
+    (default: the identity's host); its ports are the host ports reported `ready`, so the
+    container's own (on loopback) are never registered."""
 
     def __init__(
         self,
@@ -43,6 +48,7 @@ class NodeAgent:
         *,
         poll_wait_s: float = 25.0,
         retry_s: float = 1.0,
+        proxy_host: str | None = None,
     ) -> None:
         self.client = client
         self.identity = identity
@@ -51,6 +57,7 @@ class NodeAgent:
         self.reports: asyncio.Queue[StatusReport | None] = asyncio.Queue()
         self.runtime = runtime_factory(self.reports.put_nowait)
         self.registration: Registration | None = None
+        self.proxies = DeploymentProxies(proxy_host or identity.host)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -72,6 +79,7 @@ class NodeAgent:
                 await task
         await self.runtime.stop_all("node agent stopping")
         await self.runtime.aclose()
+        await self.proxies.aclose()
         self.reports.put_nowait(None)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(reporter, timeout=10)
@@ -112,26 +120,46 @@ class NodeAgent:
             await self._reconcile(current.deployments)
             etag = current.etag
 
-    async def _reconcile(self, desired: tuple[DeploymentRequested, ...]) -> None:
+    async def _reconcile(self, desired: tuple[Assignment, ...]) -> None:
         """Start what is assigned and not running; stop what runs and is not assigned."""
         wanted = {d.deployment_id: d for d in desired}
         running = {h.deployment_id: h for h in self.runtime.handles()}
         for deployment_id, handle in running.items():
             if deployment_id not in wanted:
                 await self.runtime.stop(handle, "no longer assigned")
+        for deployment_id in self.proxies.open_ids():
+            if deployment_id not in wanted:
+                await self.proxies.close(deployment_id)
         for deployment_id, spec in wanted.items():
             if deployment_id not in running:
-                try:
-                    await self.runtime.start(spec)
-                except (DeploymentError, RuntimeUnavailable) as exc:
-                    # The runtime cannot run it at all: say so, so it is placed elsewhere.
-                    self.reports.put_nowait(StatusReport(
-                        deployment_id, spec.node_id, spec.workspace_id, "failed", reason=str(exc)
-                    ))  # fmt: skip
+                await self._start(spec)
+
+    async def _start(self, spec: Assignment) -> None:
+        """Open the deployment's proxy, then start it behind it."""
+        try:
+            await self.proxies.open(spec.deployment_id, spec.ports, spec.secret)
+            handle = await self.runtime.start(spec)
+        except (DeploymentError, RuntimeUnavailable, OSError) as exc:
+            # It cannot run here at all: say so, so it is placed elsewhere.
+            await self.proxies.close(spec.deployment_id)
+            self.reports.put_nowait(StatusReport(
+                spec.deployment_id, spec.node_id, "failed", reason=str(exc)
+            ))  # fmt: skip
+            return
+        self.proxies.route(spec.deployment_id, handle.host_ports)
+
+    def _public(self, report: StatusReport) -> StatusReport | None:
+        """The report as the control plane gets it: `ready` names the proxy's ports, never
+        the container's; a `ready` of a deployment without a proxy is not sent."""
+        if report.state != "ready":
+            return report
+        ports = self.proxies.public_ports(report.deployment_id)
+        return None if ports is None else replace(report, host_ports=ports)
 
     async def _report_loop(self) -> None:
-        while (report := await self.reports.get()) is not None:
-            while True:
+        while (raw := await self.reports.get()) is not None:
+            report = self._public(raw)
+            while report is not None:
                 try:
                     await self.client.report(report)
                     break

@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from events import DeploymentRequested, GpuInfo, event_from_data
+from events import GpuInfo
 from services.nodeagent.errors import ControlPlaneError
-from services.nodeagent.runtimes.base import StatusReport
+from services.nodeagent.runtimes.base import Assignment, StatusReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class Registration:
 @dataclass(frozen=True, slots=True)
 class Assignments:
     etag: str
-    deployments: tuple[DeploymentRequested, ...]
+    deployments: tuple[Assignment, ...]
 
 
 class ControlPlaneClient:
@@ -103,16 +103,18 @@ class ControlPlaneClient:
             timeout=wait_s + 10.0,
         )
         data = response.json()
-        deployments = []
-        for document in data["deployments"]:
-            event = event_from_data(DeploymentRequested, document)
-            assert isinstance(event, DeploymentRequested)
-            deployments.append(event)
-        return Assignments(data["etag"], tuple(deployments))
+        try:
+            deployments = tuple(Assignment.from_document(d) for d in data["deployments"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ControlPlaneError(f"malformed assignments: {exc!r}") from exc
+        return Assignments(data["etag"], deployments)
 
     async def report(self, report: StatusReport) -> None:
         node = self._node()
-        reason = getattr(report.to_event(), "reason", "")
-        body = {"state": report.state, "host_ports": report.host_ports, "reason": reason}
+        body = {
+            "state": report.state,
+            "host_ports": report.host_ports,
+            "reason": report.full_reason(),
+        }
         path = f"/v1/nodes/{node.node_id}/deployments/{report.deployment_id}/status"
         await self._call("POST", path, node.token, json=body)

@@ -22,14 +22,14 @@ from services.nodeagent.runtimes import (
 log = logging.getLogger(__name__)
 
 
-def runtime_factory(kind: str, work_dir: Path, bind_host: str) -> RuntimeFactory:
-    """A factory for the named runtime, rooted at `work_dir`."""
+def runtime_factory(kind: str, work_dir: Path) -> RuntimeFactory:
+    """A factory for the named runtime, rooted at `work_dir`. Deployments listen on
+    loopback: only the agent's proxy (on the node's host) is reachable from outside."""
 
     def build(on_status: StatusCallback) -> Runtime:
         if kind == "docker":
             return DockerRuntime(DockerRuntimeConfig(log_dir=work_dir / "logs"), on_status)
-        config = ProcessRuntimeConfig(log_dir=work_dir / "logs", bind_host=bind_host)
-        return ProcessRuntime(config, on_status)
+        return ProcessRuntime(ProcessRuntimeConfig(log_dir=work_dir / "logs"), on_status)
 
     return build
 
@@ -50,7 +50,7 @@ async def run_node(
     log.info("GPUs from %s: %s", discovery.source, discovery.gpus)
     client = ControlPlaneClient(control_plane, join_token)
     identity = AgentIdentity(address, host, discovery.gpus, region, runtime)
-    agent = NodeAgent(client, identity, runtime_factory(runtime, work_dir, host))
+    agent = NodeAgent(client, identity, runtime_factory(runtime, work_dir), proxy_host=host)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.stop)

@@ -3,9 +3,9 @@ deployment, and the status reports it makes while supervising one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from events.deployment import (
     DeploymentFailed,
@@ -22,6 +22,61 @@ EVENT_LOG_LINES = 20
 
 
 @dataclass(frozen=True, slots=True)
+class Assignment:
+    """One deployment as a node sees it (`GET /v1/nodes/{id}/assignments`): an opaque
+    deployment id, what to run, and `secret`, the key the gateway signs each call to it
+    with. Never the workspace: node providers are third parties, and the Workspace ID is
+    the customer's API credential."""
+
+    deployment_id: str
+    node_id: str
+    image: str
+    command: tuple[str, ...]
+    ports: tuple[int, ...]
+    gpu_type: str
+    gpu_count: int
+    health_path: str = "/health"
+    env: dict[str, str] = field(default_factory=dict, hash=False)
+    secret: str = field(default="", repr=False)
+
+    @classmethod
+    def from_request(cls, spec: DeploymentRequested, secret: str = "") -> Assignment:
+        """The node's view of a placement (drops the workspace)."""
+        return cls(
+            spec.deployment_id, spec.node_id, spec.image, tuple(spec.command),
+            tuple(spec.ports), spec.gpu_type, spec.gpu_count, spec.health_path,
+            dict(spec.env), secret,
+        )  # fmt: skip
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON object of the assignments reply."""
+        return {
+            "deployment_id": self.deployment_id,
+            "node_id": self.node_id,
+            "image": self.image,
+            "command": list(self.command),
+            "ports": list(self.ports),
+            "gpu_type": self.gpu_type,
+            "gpu_count": self.gpu_count,
+            "health_path": self.health_path,
+            "env": dict(self.env),
+            "secret": self.secret,
+        }
+
+    @classmethod
+    def from_document(cls, data: Mapping[str, Any]) -> Assignment:
+        """Parse one entry of the assignments reply (unknown keys are ignored)."""
+        return cls(
+            str(data["deployment_id"]), str(data["node_id"]), str(data["image"]),
+            tuple(str(c) for c in data["command"]), tuple(int(p) for p in data["ports"]),
+            str(data["gpu_type"]), int(data["gpu_count"]),
+            str(data.get("health_path", "/health")),
+            {str(k): str(v) for k, v in dict(data.get("env") or {}).items()},
+            str(data.get("secret", "")),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentHandle:
     """A deployment a runtime has accepted. `host_ports` maps each declared container port
     (as a string, as in `DeploymentReady`) to the host port it is published on; it stays
@@ -29,7 +84,6 @@ class DeploymentHandle:
 
     deployment_id: str
     node_id: str
-    workspace_id: str
     host_ports: dict[str, int] = field(hash=False)
 
 
@@ -40,11 +94,11 @@ class StatusReport:
     `attempt` counts starts (1 for the first). A `failed` report carries a short `reason`,
     the last lines of the deployment's log in `log_tail`, and `retry_in_s`: the delay
     before the next start, or None when the runtime has given up. `ready` carries the host
-    ports; `stopped` the reason given to `stop()`."""
+    ports; `stopped` the reason given to `stop()`. It names no workspace: the node never
+    knows it; the control plane adds it (`to_event`)."""
 
     deployment_id: str
     node_id: str
-    workspace_id: str
     state: DeploymentState
     attempt: int = 0
     reason: str = ""
@@ -52,13 +106,20 @@ class StatusReport:
     log_tail: tuple[str, ...] = ()
     retry_in_s: float | None = None
 
-    def to_event(self) -> DeploymentEvent:
-        """The deployment event this report stands for; a failure's reason ends with the
-        last `EVENT_LOG_LINES` lines of the log, so the event explains itself."""
+    def full_reason(self) -> str:
+        """The reason as reported: a failure's ends with the last `EVENT_LOG_LINES` lines
+        of the log, so the event explains itself."""
+        if self.state != "failed" or not self.log_tail:
+            return self.reason
+        return self.reason + "\nlast log lines:\n" + "\n".join(self.log_tail[-EVENT_LOG_LINES:])
+
+    def to_event(self, workspace_id: str) -> DeploymentEvent:
+        """The deployment event this report stands for, for the control plane, which alone
+        knows the deployment's workspace."""
         ids = {
             "deployment_id": self.deployment_id,
             "node_id": self.node_id,
-            "workspace_id": self.workspace_id,
+            "workspace_id": workspace_id,
         }
         if self.state == "starting":
             return DeploymentStarting(**ids)
@@ -66,10 +127,7 @@ class StatusReport:
             return DeploymentReady(**ids, host_ports=dict(self.host_ports))
         if self.state == "stopped":
             return DeploymentStopped(**ids, reason=self.reason)
-        reason = self.reason
-        if self.log_tail:
-            reason += "\nlast log lines:\n" + "\n".join(self.log_tail[-EVENT_LOG_LINES:])
-        return DeploymentFailed(**ids, reason=reason)
+        return DeploymentFailed(**ids, reason=self.full_reason())
 
 
 StatusCallback = Callable[[StatusReport], None]
@@ -92,7 +150,7 @@ class Runtime(Protocol):
         ...
 
     async def start(
-        self, spec: DeploymentRequested, gpu_device_ids: Sequence[str] | None = None
+        self, spec: Assignment, gpu_device_ids: Sequence[str] | None = None
     ) -> DeploymentHandle:
         """Accept `spec`, publish its ports and begin starting it; returns at once.
         `gpu_device_ids` are the GPUs given to it (None: `spec.gpu_count` of any)."""

@@ -19,9 +19,8 @@ import httpx
 from docker.errors import DockerException, NotFound  # type: ignore[import-untyped, unused-ignore]
 from docker.types import DeviceRequest  # type: ignore[import-untyped, unused-ignore]
 
-from events.deployment import DeploymentRequested
 from services.nodeagent.errors import RuntimeUnavailable
-from services.nodeagent.runtimes.base import DeploymentHandle, StatusCallback
+from services.nodeagent.runtimes.base import Assignment, DeploymentHandle, StatusCallback
 from services.nodeagent.runtimes.health import health_client, wait_healthy, watch_run
 from services.nodeagent.runtimes.logs import append_marker, log_path, tail_lines
 from services.nodeagent.runtimes.ports import (
@@ -38,9 +37,9 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 LABEL_PREFIX = "ai.ngpu."
 LABEL_MANAGED = LABEL_PREFIX + "managed"
 LABEL_DEPLOYMENT = LABEL_PREFIX + "deployment-id"
-LABEL_WORKSPACE = LABEL_PREFIX + "workspace-id"
 LABEL_NODE = LABEL_PREFIX + "node-id"
-ANY_HOST = "0.0.0.0"  # noqa: S104 (a node publishes its deployments to the dispatcher)
+# Containers publish on loopback only: the agent's authenticating proxy fronts them.
+LOOPBACK = "127.0.0.1"
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 # Docker error types, plus OSError: requests' connection errors derive from it.
 _ENGINE_ERRORS = (DockerException, OSError)
@@ -51,7 +50,7 @@ def container_name(deployment_id: str) -> str:
     return "ngpu-" + _NAME_UNSAFE.sub("_", deployment_id)
 
 
-def device_requests(spec: DeploymentRequested, gpu_device_ids: Sequence[str] | None) -> list[Any]:
+def device_requests(spec: Assignment, gpu_device_ids: Sequence[str] | None) -> list[Any]:
     """The GPU request: these device ids when given, else `gpu_count` GPUs of any id,
     else none."""
     if gpu_device_ids is not None:
@@ -62,18 +61,19 @@ def device_requests(spec: DeploymentRequested, gpu_device_ids: Sequence[str] | N
 
 
 def container_spec(
-    deployment: DeploymentRequested,
+    deployment: Assignment,
     gpu_device_ids: Sequence[str] | None,
     host_ports: Mapping[str, int],
     *,
-    bind_host: str = ANY_HOST,
+    bind_host: str = LOOPBACK,
     restart_policy: Mapping[str, str | int] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for `client.containers.create(**spec)` (or `run`): the image and
     command (empty: the image's own), the environment (`PORT` and `NGPU_PORT_<p>` name the
     container ports the app listens on), each declared port published on `bind_host` at
-    its host port, the GPU device requests, labels naming the deployment, workspace and
-    node, and the restart policy (default `no`: the agent restarts). Pure."""
+    its host port, the GPU device requests, labels naming the deployment and node (never
+    the workspace: nodes do not know it), and the restart policy (default `no`: the agent
+    restarts). Pure."""
     own_ports = {str(p): p for p in deployment.ports}
     spec: dict[str, Any] = {
         "image": deployment.image,
@@ -86,7 +86,6 @@ def container_spec(
         "labels": {
             LABEL_MANAGED: "true",
             LABEL_DEPLOYMENT: deployment.deployment_id,
-            LABEL_WORKSPACE: deployment.workspace_id,
             LABEL_NODE: deployment.node_id,
         },
         "restart_policy": dict(restart_policy or {"Name": "no"}),
@@ -107,7 +106,7 @@ class DockerRuntimeConfig:
     base_url: str | None = None
     api_version: str = "auto"
     engine_timeout_s: int = 60
-    bind_host: str = ANY_HOST
+    bind_host: str = LOOPBACK
     pull: Literal["missing", "always", "never"] = "missing"
     restart_policy: dict[str, str | int] = field(default_factory=lambda: {"Name": "no"})
     health_timeout_s: float = 600.0
@@ -202,14 +201,14 @@ class DockerRuntime(SupervisingRuntime[DockerContext]):
         return RuntimeUnavailable(f"no Docker engine answers at {self._config.engine_url}: {exc}")
 
     async def _accept(
-        self, spec: DeploymentRequested, gpu_device_ids: Sequence[str] | None
+        self, spec: Assignment, gpu_device_ids: Sequence[str] | None
     ) -> tuple[DeploymentHandle, DockerContext]:
         validate_spec(spec, needs_command=False)
         await asyncio.to_thread(self._connect)
         in_use = {p for h in self.handles() for p in h.host_ports.values()}
         ports = pick_free_ports(len(spec.ports), self._config.bind_host, exclude=in_use)
         host_ports = host_port_map(spec.ports, ports)
-        handle = DeploymentHandle(spec.deployment_id, spec.node_id, spec.workspace_id, host_ports)
+        handle = DeploymentHandle(spec.deployment_id, spec.node_id, host_ports)
         self._config.log_dir.mkdir(parents=True, exist_ok=True)
         kwargs = container_spec(
             spec,

@@ -6,8 +6,8 @@ import contextlib
 import socket
 from collections.abc import Collection, Sequence
 
-from events.deployment import DeploymentRequested
 from services.nodeagent.errors import DeploymentError
+from services.nodeagent.runtimes.base import Assignment
 
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 (naming them, not binding)
 
@@ -41,22 +41,22 @@ def host_port_map(container_ports: Sequence[int], host_ports: Sequence[int]) -> 
     return {str(c): h for c, h in zip(container_ports, host_ports, strict=True)}
 
 
-def deployment_env(spec: DeploymentRequested, listen_ports: dict[str, int]) -> dict[str, str]:
+def deployment_env(spec: Assignment, listen_ports: dict[str, int]) -> dict[str, str]:
     """The variables NGPU sets for a deployment, over the spec's own `env`: `PORT` (where
     the first declared port listens), `NGPU_PORT_<containerPort>` for each declared port,
-    and the deployment, workspace and node ids. `listen_ports` maps declared port to the
-    port the app must bind (a host port for processes, the same port in a container)."""
+    and the deployment and node ids (never the workspace's: nodes do not know it).
+    `listen_ports` maps declared port to the port the app must bind (a host port for
+    processes, the same port in a container)."""
     first = str(spec.ports[0])
     env = dict(spec.env)
     env["PORT"] = str(listen_ports[first])
     env.update({f"NGPU_PORT_{c}": str(p) for c, p in listen_ports.items()})
     env["NGPU_DEPLOYMENT_ID"] = spec.deployment_id
-    env["NGPU_WORKSPACE_ID"] = spec.workspace_id
     env["NGPU_NODE_ID"] = spec.node_id
     return env
 
 
-def validate_spec(spec: DeploymentRequested, *, needs_command: bool) -> None:
+def validate_spec(spec: Assignment, *, needs_command: bool) -> None:
     """Raise `DeploymentError` for a spec no runtime can serve: no port, a port out of
     range or repeated, a health path not starting with `/`, or (for processes) no
     command."""

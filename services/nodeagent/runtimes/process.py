@@ -17,8 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from events.deployment import DeploymentRequested
-from services.nodeagent.runtimes.base import DeploymentHandle, StatusCallback
+from services.nodeagent.runtimes.base import Assignment, DeploymentHandle, StatusCallback
 from services.nodeagent.runtimes.health import health_client, wait_healthy, watch_run
 from services.nodeagent.runtimes.logs import append_marker, log_path, rotate_if_large, tail_lines
 from services.nodeagent.runtimes.ports import (
@@ -85,7 +84,7 @@ class ProcessContext:
 
 class ProcessRuntime(SupervisingRuntime[ProcessContext]):
     """Runs each deployment's `command` with `PORT`, `NGPU_PORT_<containerPort>`,
-    `NGPU_DEPLOYMENT_ID`, `NGPU_WORKSPACE_ID`, `NGPU_NODE_ID` and `NGPU_BIND_HOST` set over
+    `NGPU_DEPLOYMENT_ID`, `NGPU_NODE_ID` and `NGPU_BIND_HOST` set over
     its `env`; `CUDA_VISIBLE_DEVICES` when GPU ids are given. Output goes to
     `<log_dir>/<deployment_id>.log`. Restarts follow `config.restart`. Use as an async
     context manager, or call `aclose()`, to stop everything and release the HTTP client."""
@@ -126,13 +125,13 @@ class ProcessRuntime(SupervisingRuntime[ProcessContext]):
         return tail_lines(self.log_file(handle), count)
 
     async def _accept(
-        self, spec: DeploymentRequested, gpu_device_ids: Sequence[str] | None
+        self, spec: Assignment, gpu_device_ids: Sequence[str] | None
     ) -> tuple[DeploymentHandle, ProcessContext]:
         validate_spec(spec, needs_command=True)
         in_use = {p for h in self.handles() for p in h.host_ports.values()}
         ports = pick_free_ports(len(spec.ports), self._config.bind_host, exclude=in_use)
         host_ports = host_port_map(spec.ports, ports)
-        handle = DeploymentHandle(spec.deployment_id, spec.node_id, spec.workspace_id, host_ports)
+        handle = DeploymentHandle(spec.deployment_id, spec.node_id, host_ports)
         self._config.log_dir.mkdir(parents=True, exist_ok=True)
         context = ProcessContext(
             env=self._environment(spec, host_ports, gpu_device_ids),
@@ -145,7 +144,7 @@ class ProcessRuntime(SupervisingRuntime[ProcessContext]):
 
     def _environment(
         self,
-        spec: DeploymentRequested,
+        spec: Assignment,
         host_ports: dict[str, int],
         gpu_device_ids: Sequence[str] | None,
     ) -> dict[str, str]:

@@ -10,9 +10,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from events.deployment import DeploymentRequested
 from services.nodeagent.errors import UnknownDeployment
 from services.nodeagent.runtimes.base import (
+    Assignment,
     DeploymentHandle,
     DeploymentState,
     StatusCallback,
@@ -31,7 +31,7 @@ class Supervised(Generic[C]):
 
     __slots__ = ("context", "handle", "spec", "state", "stop_requested", "stopping", "task")
 
-    def __init__(self, handle: DeploymentHandle, spec: DeploymentRequested, context: C) -> None:
+    def __init__(self, handle: DeploymentHandle, spec: Assignment, context: C) -> None:
         self.handle = handle
         self.spec = spec
         self.context = context
@@ -56,7 +56,7 @@ class SupervisingRuntime(ABC, Generic[C]):
 
     @abstractmethod
     async def _accept(
-        self, spec: DeploymentRequested, gpu_device_ids: Sequence[str] | None
+        self, spec: Assignment, gpu_device_ids: Sequence[str] | None
     ) -> tuple[DeploymentHandle, C]:
         """Validate `spec` (raise `DeploymentError`), choose host ports, build the context."""
 
@@ -69,7 +69,7 @@ class SupervisingRuntime(ABC, Generic[C]):
         """Hook called before a failure is reported (e.g. to note it in the log)."""
 
     async def start(
-        self, spec: DeploymentRequested, gpu_device_ids: Sequence[str] | None = None
+        self, spec: Assignment, gpu_device_ids: Sequence[str] | None = None
     ) -> DeploymentHandle:
         """See `Runtime.start`."""
         current = self._deployments.get(spec.deployment_id)
@@ -141,7 +141,6 @@ class SupervisingRuntime(ABC, Generic[C]):
         report = StatusReport(
             deployment_id=handle.deployment_id,
             node_id=handle.node_id,
-            workspace_id=handle.workspace_id,
             state=state,
             **fields,
         )

@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from events import DeploymentRequested
 from services.nodeagent.runtimes import (
     Backoff,
     ProcessRuntimeConfig,
     RestartPolicy,
     StatusReport,
 )
+from services.nodeagent.runtimes.base import Assignment
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLEAPP = (sys.executable, "-m", "services.sampleapp", "--quiet")
@@ -57,11 +57,10 @@ def deployment(
     command: tuple[str, ...] = SAMPLEAPP,
     ports: tuple[int, ...] = (8080,),
     **fields: Any,
-) -> DeploymentRequested:
+) -> Assignment:
     values: dict[str, Any] = {
         "deployment_id": deployment_id,
         "node_id": "node-1",
-        "workspace_id": "ws-1",
         "image": "ngpu/sampleapp:latest",
         "command": command,
         "ports": ports,
@@ -69,7 +68,7 @@ def deployment(
         "gpu_count": 1,
     }
     values.update(fields)
-    return DeploymentRequested(**values)
+    return Assignment(**values)
 
 
 def quick_config(tmp_path: Path, **overrides: Any) -> ProcessRuntimeConfig:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from events import DeploymentRequested
 from services.nodeagent.runtimes import ProcessRuntime, ProcessRuntimeConfig, StatusReport
+from services.nodeagent.runtimes.base import Assignment
 
 
 async def main(log_dir: Path) -> None:
@@ -24,8 +24,8 @@ async def main(log_dir: Path) -> None:
             ready.set()
 
     runtime = ProcessRuntime(ProcessRuntimeConfig(log_dir=log_dir), on_status)
-    spec = DeploymentRequested(
-        deployment_id="dep-orphan", node_id="node-x", workspace_id="w",
+    spec = Assignment(
+        deployment_id="dep-orphan", node_id="node-x",
         image="sample", command=(sys.executable, "-m", "services.sampleapp"),
         ports=(8080,), gpu_type="RTX4090", gpu_count=1,
     )  # fmt: skip

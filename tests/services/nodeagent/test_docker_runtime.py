@@ -28,10 +28,9 @@ from tests.services.nodeagent.helpers import REPO_ROOT, SAMPLEAPP, Reports, depl
 LABELS = {
     "ai.ngpu.managed": "true",
     "ai.ngpu.deployment-id": "dep-1",
-    "ai.ngpu.workspace-id": "ws-1",
     "ai.ngpu.node-id": "node-1",
 }
-IDS_ENV = {"NGPU_DEPLOYMENT_ID": "dep-1", "NGPU_WORKSPACE_ID": "ws-1", "NGPU_NODE_ID": "node-1"}
+IDS_ENV = {"NGPU_DEPLOYMENT_ID": "dep-1", "NGPU_NODE_ID": "node-1"}
 GPU = [["gpu"]]
 
 
@@ -43,7 +42,7 @@ def expected_spec(**overrides: Any) -> dict[str, Any]:
         "detach": True,
         "init": True,
         "environment": {"PORT": "8080", "NGPU_PORT_8080": "8080", **IDS_ENV},
-        "ports": {"8080/tcp": ("0.0.0.0", 41000)},
+        "ports": {"8080/tcp": ("127.0.0.1", 41000)},
         "labels": LABELS,
         "restart_policy": {"Name": "no"},
         "device_requests": [DeviceRequest(count=1, capabilities=GPU)],

@@ -97,7 +97,6 @@ async def test_the_child_gets_ngpu_variables_over_its_env_and_no_agent_secret(
         "NGPU_PORT_8080": str(handle.host_ports["8080"]),
         "NGPU_PORT_7000": str(handle.host_ports["7000"]),
         "NGPU_DEPLOYMENT_ID": "dep-1",
-        "NGPU_WORKSPACE_ID": "ws-1",
         "NGPU_NODE_ID": "node-1",
         "NGPU_BIND_HOST": "127.0.0.1",
     }
@@ -165,7 +164,7 @@ async def test_a_command_that_never_becomes_healthy_is_failed_with_its_log_tail(
     assert failed.reason == f"no 2xx from http://127.0.0.1:{port}/health within 1 s"
     assert "loading weights 42%" in failed.log_tail
     assert failed.retry_in_s is None
-    assert "loading weights 42%" in failed.to_event().reason  # type: ignore[union-attr]
+    assert "loading weights 42%" in failed.full_reason()
     assert not pid_alive(int(pid_file.read_text()))
 
 
@@ -279,7 +278,7 @@ async def test_invalid_specs_are_refused(
 
 
 async def test_an_unknown_handle_is_an_error(runtime: ProcessRuntime) -> None:
-    stranger = DeploymentHandle("nope", "node-1", "ws-1", {"8080": 1})
+    stranger = DeploymentHandle("nope", "node-1", {"8080": 1})
     with pytest.raises(UnknownDeployment):
         runtime.status(stranger)
     with pytest.raises(UnknownDeployment):

@@ -58,7 +58,7 @@ def test_host_port_map_keys_are_container_ports_as_strings() -> None:
 def test_deployment_env_sets_ports_and_ids_over_the_spec_env(
     ports: tuple[int, ...], env: dict[str, str], listen: dict[str, int], expected: dict[str, str]
 ) -> None:
-    ids = {"NGPU_DEPLOYMENT_ID": "dep-1", "NGPU_WORKSPACE_ID": "ws-1", "NGPU_NODE_ID": "node-1"}
+    ids = {"NGPU_DEPLOYMENT_ID": "dep-1", "NGPU_NODE_ID": "node-1"}
     assert deployment_env(deployment(ports=ports, env=env), listen) == expected | ids
 
 
@@ -116,38 +116,39 @@ def test_markers_are_appended_and_large_logs_rotated(tmp_path: Path) -> None:
     rotate_if_large(log, max_bytes=5)  # nothing to rotate: no error
 
 
-IDS: dict[str, Any] = {"deployment_id": "dep-1", "node_id": "node-1", "workspace_id": "ws-1"}
+IDS: dict[str, Any] = {"deployment_id": "dep-1", "node_id": "node-1"}
+EVENT_IDS: dict[str, Any] = {**IDS, "workspace_id": "ws-1"}
 
 
 @pytest.mark.parametrize(
     ("report", "event"),
     [
-        (StatusReport(**IDS, state="starting", attempt=2), DeploymentStarting(**IDS)),
+        (StatusReport(**IDS, state="starting", attempt=2), DeploymentStarting(**EVENT_IDS)),
         (
             StatusReport(**IDS, state="ready", host_ports={"8080": 41000}),
-            DeploymentReady(**IDS, host_ports={"8080": 41000}),
+            DeploymentReady(**EVENT_IDS, host_ports={"8080": 41000}),
         ),
         (
             StatusReport(**IDS, state="stopped", reason="scale-in"),
-            DeploymentStopped(**IDS, reason="scale-in"),
+            DeploymentStopped(**EVENT_IDS, reason="scale-in"),
         ),
         (
             StatusReport(**IDS, state="failed", reason="exited with code 1"),
-            DeploymentFailed(**IDS, reason="exited with code 1"),
+            DeploymentFailed(**EVENT_IDS, reason="exited with code 1"),
         ),
         (
             StatusReport(**IDS, state="failed", reason="exited", log_tail=("a", "b")),
-            DeploymentFailed(**IDS, reason="exited\nlast log lines:\na\nb"),
+            DeploymentFailed(**EVENT_IDS, reason="exited\nlast log lines:\na\nb"),
         ),
     ],
 )
 def test_status_reports_map_to_deployment_events(report: StatusReport, event: object) -> None:
-    assert report.to_event() == event
+    assert report.to_event("ws-1") == event
 
 
 def test_a_failure_event_carries_at_most_twenty_log_lines() -> None:
     tail = tuple(f"line {i}" for i in range(50))
-    event = StatusReport(**IDS, state="failed", reason="boom", log_tail=tail).to_event()
+    event = StatusReport(**IDS, state="failed", reason="boom", log_tail=tail).to_event("ws-1")
     assert isinstance(event, DeploymentFailed)
     assert event.reason.splitlines()[2:] == [f"line {i}" for i in range(30, 50)]
 
