@@ -12,7 +12,14 @@ from events.deployment import (
 )
 from events.envelope import Envelope
 from events.errors import EventDecodeError, EventEncodeError, NgpuError
-from events.node import GpuInfo, NodeDrained, NodeHeartbeat, NodeLost, NodeRegistered
+from events.node import (
+    GpuInfo,
+    NodeDrained,
+    NodeHeartbeat,
+    NodeLost,
+    NodeRegistered,
+    NodeRevoked,
+)
 from events.registry import EVENT_TYPES, is_terminal
 from events.task import (
     BodyEncoding,
@@ -45,6 +52,7 @@ __all__ = [
     "NodeHeartbeat",
     "NodeLost",
     "NodeRegistered",
+    "NodeRevoked",
     "TaskCancelled",
     "TaskCompleted",
     "TaskDispatched",

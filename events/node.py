@@ -62,3 +62,12 @@ class NodeDrained(NodeEvent):
     """The node takes no new work; what it runs finishes."""
 
     node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRevoked(NodeEvent):
+    """An operator removed the node: its token is refused from now on, it is lost for
+    good (a later heartbeat does not bring it back), and its replicas are re-placed."""
+
+    node_id: str
+    reason: str = ""

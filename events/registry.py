@@ -10,7 +10,7 @@ from events.deployment import (
     DeploymentStarting,
     DeploymentStopped,
 )
-from events.node import NodeDrained, NodeHeartbeat, NodeLost, NodeRegistered
+from events.node import NodeDrained, NodeHeartbeat, NodeLost, NodeRegistered, NodeRevoked
 from events.task import (
     TaskCancelled,
     TaskCompleted,
@@ -32,6 +32,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         NodeHeartbeat,
         NodeLost,
         NodeDrained,
+        NodeRevoked,
         DeploymentRequested,
         DeploymentStarting,
         DeploymentReady,

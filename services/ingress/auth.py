@@ -59,11 +59,12 @@ JoinAuth = Annotated[None, Depends(require_join_token)]
 
 
 async def authenticated_node(node_id: str, context: Context, token: Bearer) -> NodeView:
-    """The node addressed by the path, when the bearer is that node's own token. An unknown
-    node and a wrong token answer alike (401) so ids cannot be probed."""
+    """The node addressed by the path, when the bearer is that node's own token and the
+    node was not revoked. An unknown node, a revoked one and a wrong token answer alike
+    (401) so ids cannot be probed."""
     node = context.follower.directory.nodes.get(node_id)
     expected = node.registered.token_sha256 if node else digest("")
-    if not same_secret(digest(token), expected) or node is None:
+    if not same_secret(digest(token), expected) or node is None or node.revoked:
         raise Unauthorized("the node token is not valid for this node", field="Authorization")
     return node
 

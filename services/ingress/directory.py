@@ -24,6 +24,7 @@ from events import (
     NodeHeartbeat,
     NodeLost,
     NodeRegistered,
+    NodeRevoked,
     WorkspaceDeleted,
     WorkspaceRegistered,
     WorkspaceUpdated,
@@ -58,6 +59,8 @@ class NodeView:
     last_heartbeat: datetime
     lost: bool = False
     draining: bool = False
+    revoked: bool = False
+    """Removed by an operator: its token is refused and it stays lost."""
     deployments: dict[str, DeploymentView] = field(default_factory=dict)
 
     def healthy(self, now: datetime, lost_after_s: float) -> bool:
@@ -95,7 +98,9 @@ class Directory:
                     self.workspace_names.pop(view.registered.name, None)
                     self.workspace_digests.pop(digest(event.workspace_id), None)
             case NodeRegistered():
-                self.nodes[event.node_id] = NodeView(event, last_heartbeat=at)
+                known = self.nodes.get(event.node_id)
+                if known is None or not known.revoked:  # a redelivery must not revive it
+                    self.nodes[event.node_id] = NodeView(event, last_heartbeat=at)
             case _:
                 self._apply_node_event(envelope)
 
@@ -107,12 +112,12 @@ class Directory:
         match event:
             case NodeHeartbeat():
                 node.last_heartbeat = max(node.last_heartbeat, envelope.occurred_at)
-                node.lost = False
+                node.lost = node.revoked
             case NodeLost():
-                node.lost = True
-                for deployment in node.deployments.values():
-                    deployment.state = "stopped"
-                    deployment.reason = f"node lost: {event.reason}"
+                self._lose(node, f"node lost: {event.reason}")
+            case NodeRevoked():
+                node.revoked = True
+                self._lose(node, f"node revoked: {event.reason}".rstrip(": "))
             case NodeDrained():
                 node.draining = True
             case DeploymentRequested():
@@ -121,6 +126,12 @@ class Directory:
                 DeploymentStarting() | DeploymentReady() | DeploymentFailed() | DeploymentStopped()
             ):
                 self._apply_deployment_state(node, event)
+
+    @staticmethod
+    def _lose(node: NodeView, reason: str) -> None:
+        node.lost = True
+        for deployment in node.deployments.values():
+            deployment.state, deployment.reason = "stopped", reason
 
     @staticmethod
     def _apply_deployment_state(

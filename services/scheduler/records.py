@@ -17,6 +17,8 @@ class NodeStatus(StrEnum):
     ACTIVE = "active"
     DRAINING = "draining"
     LOST = "lost"
+    REVOKED = "revoked"
+    """Removed by an operator: lost for good (a heartbeat does not bring it back)."""
 
 
 class DeploymentPhase(StrEnum):

@@ -2,7 +2,7 @@
 within `replicas_min..replicas_max` on live nodes.
 
 Per workspace (largest GPU count first, then by id: first-fit decreasing):
-- replicas on a lost node are gone: `DeploymentStopped("node lost")`, and replaced;
+- replicas on a lost (or revoked) node are gone: `DeploymentStopped("node lost")`, and replaced;
 - replicas of a deleted workspace: `DeploymentStopped("workspace deleted")`;
 - replicas on a draining node do not count; once idle: `DeploymentStopped("node drained")`;
 - above `replicas_max`: stop the extras (not ready first, then the least busy);
@@ -38,6 +38,7 @@ NODE_DRAINED = "node drained"
 SCALE_IN = "scale-in"
 WORKSPACE_DELETED = "workspace deleted"
 START_DEADLINE = "start deadline passed"
+_GONE = (NodeStatus.LOST, NodeStatus.REVOKED)
 
 
 def detect_lost_nodes(state: ClusterState, now: datetime, window_s: float) -> list[NodeLost]:
@@ -48,7 +49,7 @@ def detect_lost_nodes(state: ClusterState, now: datetime, window_s: float) -> li
     for node_id in sorted(state.nodes):
         node = state.nodes[node_id]
         silent = now_s - node.last_heartbeat_s
-        if node.status is not NodeStatus.LOST and silent > window_s:
+        if node.status not in _GONE and silent > window_s:
             reason = f"no heartbeat for {silent:.0f}s (limit {window_s:g}s)"
             lost.append(NodeLost(node_id=node_id, reason=reason))
     return lost
@@ -63,7 +64,7 @@ def plan_replicas(
     settings = settings or SchedulerSettings()
     lost = detect_lost_nodes(state, now, settings.lost_after_s)
     gone = {event.node_id for event in lost}
-    gone.update(n.node_id for n in state.nodes.values() if n.status is NodeStatus.LOST)
+    gone.update(n.node_id for n in state.nodes.values() if n.status in _GONE)
     pool = GpuPool.from_state(state, epoch_s(now), settings.heartbeat_window_s, gone)
     events: list[Event] = list(lost)
     overdue = _overdue(state, epoch_s(now), settings.start_deadline_s, gone)

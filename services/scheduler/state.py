@@ -28,7 +28,14 @@ from events.deployment import (
     DeploymentStopped,
 )
 from events.envelope import Envelope
-from events.node import GpuInfo, NodeDrained, NodeHeartbeat, NodeLost, NodeRegistered
+from events.node import (
+    GpuInfo,
+    NodeDrained,
+    NodeHeartbeat,
+    NodeLost,
+    NodeRegistered,
+    NodeRevoked,
+)
 from events.task import (
     TaskCancelled,
     TaskCompleted,
@@ -234,6 +241,8 @@ class ClusterState:
             "status": NodeStatus.ACTIVE,
             "lost_at_s": None,
         }
+        if old is not None and old.status is NodeStatus.REVOKED:
+            return  # a redelivered registration must not bring a revoked node back
         if old is None:
             # Dispatches folded before the node was known (topics replay in any order
             # relative to each other) already hold its slots.
@@ -265,9 +274,18 @@ class ClusterState:
 
     def _node_lost(self, ev: NodeLost, at: float) -> None:
         old = self._nodes.get(ev.node_id)
-        if old is None or old.status is NodeStatus.LOST:
+        if old is None or old.status in (NodeStatus.LOST, NodeStatus.REVOKED):
             return
         self._nodes[ev.node_id] = replace(old, status=NodeStatus.LOST, lost_at_s=at)
+        for deployment_id in tuple(self._by_node.get(ev.node_id, ())):
+            self._end(deployment_id)
+
+    def _node_revoked(self, ev: NodeRevoked, at: float) -> None:
+        old = self._nodes.get(ev.node_id)
+        if old is None or old.status is NodeStatus.REVOKED:
+            return
+        lost_at = old.lost_at_s if old.lost_at_s is not None else at
+        self._nodes[ev.node_id] = replace(old, status=NodeStatus.REVOKED, lost_at_s=lost_at)
         for deployment_id in tuple(self._by_node.get(ev.node_id, ())):
             self._end(deployment_id)
 
@@ -523,6 +541,7 @@ _HANDLERS: dict[type[Event], _Handler] = {
     NodeHeartbeat: ClusterState._node_heartbeat,
     NodeLost: ClusterState._node_lost,
     NodeDrained: ClusterState._node_drained,
+    NodeRevoked: ClusterState._node_revoked,
     DeploymentRequested: ClusterState._deployment_requested,
     DeploymentStarting: ClusterState._deployment_starting,
     DeploymentReady: ClusterState._deployment_ready,

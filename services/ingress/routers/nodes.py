@@ -1,29 +1,52 @@
-"""`/v1/nodes`: node registration (join token), heartbeats, assignments and deployment
-reports (the node's own token), and the nodes listing (admin token)."""
+"""`/v1/nodes`: node registration (join token, limited per client IP, host checked),
+heartbeats, assignments and deployment reports (the node's own token), and the nodes
+listing, drain and revoke (admin token)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from events import GpuInfo, NodeHeartbeat, NodeRegistered
+from events import GpuInfo, NodeDrained, NodeHeartbeat, NodeRegistered, NodeRevoked
+from services.callsign import deployment_secret
+from services.hosts import HostPolicy, host_refusal
 from services.ingress.auth import AdminAuth, Context, JoinAuth, NodeAuth
+from services.ingress.clientip import client_ip, rate_key
 from services.ingress.directory import NodeView
-from services.ingress.errors import BadRequest, NotFound
+from services.ingress.errors import BadRequest, NotFound, RateLimited, Unprocessable
 from services.ingress.models import DeploymentStatus, Heartbeat, NodeRegister
 from services.ingress.tokens import digest, new_node_id, new_token
-from services.nodeagent.runtimes.base import StatusReport
+from services.nodeagent.runtimes.base import Assignment, StatusReport
 from services.scheduler.gpu import normalize_gpu_type
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
 
+async def limit_registrations(request: Request, context: Context) -> None:
+    """429 past `NGPU_NODE_REGISTER_RATE_PER_S` per client IP; checked before the join
+    token, so a leaked or guessed one cannot register (or be tried) without limit."""
+    peer = request.client.host if request.client else ""
+    caller = client_ip(peer, request.headers.get("x-forwarded-for"), context.proxies)
+    limiter = context.register_limiter
+    if limiter is not None and not limiter.allow(rate_key(caller)):
+        raise RateLimited("too many node registrations from this client; slow down")
+
+
+RegisterLimit = Annotated[None, Depends(limit_registrations)]
+
+
 @router.post("/register", status_code=status.HTTP_201_CREATED)
-async def register_node(body: NodeRegister, context: Context, _: JoinAuth) -> dict[str, Any]:
-    """Join the cluster; answers the node id and the node's own token (shown once)."""
+async def register_node(
+    _limit: RegisterLimit, _: JoinAuth, body: NodeRegister, context: Context
+) -> dict[str, Any]:
+    """Join the cluster; answers the node id and the node's own token (shown once). The
+    host must be one the dispatcher may call (`services.hosts`): 422 naming `host`."""
+    refusal = await host_refusal(body.host, context.hosts or HostPolicy())
+    if refusal is not None:
+        raise Unprocessable(f"the node's host is refused: {refusal}", field="host")
     token = new_token()
     event = NodeRegistered(
         node_id=new_node_id(),
@@ -60,8 +83,10 @@ async def assignments(
     etag: str = Query("", max_length=64, description="The etag of the set the node holds."),
     wait: float = Query(0, ge=0, description="Seconds to wait for a change of `etag`."),
 ) -> dict[str, Any]:
-    """The deployments this node should run. With `etag` and `wait`, a long poll: the
-    answer comes as soon as the set differs from `etag`, or after `wait` seconds."""
+    """The deployments this node should run, as the node may see them: an opaque
+    deployment id, what to run and the deployment's secret, never the workspace. With
+    `etag` and `wait`, a long poll: the answer comes as soon as the set differs from
+    `etag`, or after `wait` seconds."""
     node_id, directory = node.registered.node_id, context.follower.directory
     loop_deadline = min(wait, context.settings.assignment_wait_max_s)
     started = datetime.now(UTC)
@@ -72,7 +97,12 @@ async def assignments(
         await context.follower.wait_for_change(remaining)
     return {
         "etag": directory.assignments_etag(node_id),
-        "deployments": [asdict(d) for d in directory.assignments(node_id)],
+        "deployments": [
+            Assignment.from_request(
+                d, deployment_secret(context.node_call_key, d.deployment_id)
+            ).to_document()
+            for d in directory.assignments(node_id)
+        ],
     }
 
 
@@ -91,10 +121,10 @@ async def report_deployment(
             field="host_ports",
         )
     report = StatusReport(
-        deployment_id, node.registered.node_id, deployment.spec.workspace_id, body.state,
+        deployment_id, node.registered.node_id, body.state,
         reason=body.reason, host_ports=dict(body.host_ports),
     )  # fmt: skip
-    await context.publish([report.to_event()])
+    await context.publish([report.to_event(deployment.spec.workspace_id)])
     return Response(status_code=204)
 
 
@@ -108,6 +138,9 @@ def node_body(node: NodeView, context: Context, now: datetime) -> dict[str, Any]
         "runtime": reg.runtime,
         "gpus": [asdict(g) for g in reg.gpus],
         "healthy": node.healthy(now, context.settings.node_lost_after_s),
+        "draining": node.draining,
+        "lost": node.lost,
+        "revoked": node.revoked,
         # Counted from the task events this ingress followed; agents cannot see requests.
         "in_flight": context.tasks.view.in_flight(reg.node_id) if context.tasks else 0,
         "last_heartbeat": node.last_heartbeat.isoformat(),
@@ -133,3 +166,31 @@ async def list_nodes(context: Context, _: AdminAuth) -> dict[str, Any]:
             node_body(n, context, now) for n in sorted(nodes, key=lambda n: n.registered.node_id)
         ]
     }
+
+
+def _known_node(node_id: str, context: Context) -> NodeView:
+    node = context.follower.directory.nodes.get(node_id)
+    if node is None:
+        raise NotFound(f"no node {node_id!r}", field="node_id")
+    return node
+
+
+@router.post("/{node_id}/drain")
+async def drain_node(node_id: str, context: Context, _: AdminAuth) -> dict[str, Any]:
+    """The node takes no new tasks or replicas; what it runs finishes, then its replicas
+    stop and are placed elsewhere (`NodeDrained`). Idempotent: answers the node."""
+    node = _known_node(node_id, context)
+    if not node.draining and not node.revoked:
+        await context.publish([NodeDrained(node_id=node_id)])
+    return node_body(_known_node(node_id, context), context, datetime.now(UTC))
+
+
+@router.delete("/{node_id}", status_code=204)
+async def revoke_node(node_id: str, context: Context, _: AdminAuth) -> Response:
+    """Revoke the node (`NodeRevoked`): its token is refused from the answer on (by this
+    ingress; others once they have followed the log), it is lost, its replicas are
+    placed elsewhere. Idempotent."""
+    node = _known_node(node_id, context)
+    if not node.revoked:
+        await context.publish([NodeRevoked(node_id=node_id, reason="revoked by the operator")])
+    return Response(status_code=204)

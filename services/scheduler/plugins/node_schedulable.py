@@ -1,5 +1,5 @@
 """NodeSchedulable: the node takes new work — not draining (it finishes what it runs)
-and not lost."""
+and not lost or revoked."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from services.scheduler.records import DeploymentState, NodeState, NodeStatus
 
 DRAINING = "draining"
 LOST = "lost"
+REVOKED = "revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,9 @@ class NodeSchedulable:
         status = node.status
         if status is NodeStatus.ACTIVE:
             return None
-        return DRAINING if status is NodeStatus.DRAINING else LOST
+        if status is NodeStatus.DRAINING:
+            return DRAINING
+        return REVOKED if status is NodeStatus.REVOKED else LOST
 
 
 def new(settings: SchedulerSettings) -> NodeSchedulable:
