@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
+import hmac
 import logging
 import signal
 import time
@@ -32,6 +34,7 @@ from services.brc20 import Brc20Gate, provider_from_config
 from services.bus import Bus, BusError, EmbeddedBus, bus_from_settings
 from services.bus.retention import keep_pruning, retention_policy
 from services.dispatcher import CallPolicy, Dispatcher
+from services.hosts import HostPolicy
 from services.ingress import DirectoryFollower, IngressContext, create_app, server_config
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
@@ -64,6 +67,20 @@ def credentials(settings: Settings) -> Credentials:
         settings.node_join_token.get_secret_value() if settings.node_join_token else None,
     )
     return Credentials(admin, admin_src, join, join_src)
+
+
+def node_call_key(settings: Settings) -> bytes:
+    """The key deployment secrets derive from (`services.callsign`); the ingress and the
+    dispatcher must hold the same one. `NGPU_NODE_CALL_KEY`; else derived one-way from
+    `NGPU_ADMIN_TOKEN` (which every process of a Kafka deployment shares); else kept in
+    the data dir (the embedded mode runs every role in one process)."""
+    if settings.node_call_key:
+        return settings.node_call_key.get_secret_value().encode()
+    if settings.admin_token:
+        admin = settings.admin_token.get_secret_value().encode()
+        return hmac.new(admin, b"ngpu node call key v1", hashlib.sha256).digest()
+    key, _ = load_or_create(settings.data_dir / "node-call-key", None)
+    return key.encode()
 
 
 def brc20_gate(settings: Settings) -> Brc20Gate:
@@ -216,7 +233,11 @@ async def run_roles(
                 "scheduler", lambda: _scheduler(settings, bus, stopping, decider), stopping
             )
         if "dispatcher" in roles:
-            policy = CallPolicy(settings.task_max_attempts, settings.max_response_bytes)
+            policy = CallPolicy(
+                settings.task_max_attempts, settings.max_response_bytes,
+                hosts=HostPolicy.from_settings(settings.node_host_allow, settings.host),
+                call_key=node_call_key(settings),
+            )  # fmt: skip
             concurrency, caller = settings.dispatcher_concurrency, readiness.component("dispatcher")
             jobs["dispatcher"] = _restarting(
                 "dispatcher",
@@ -258,6 +279,7 @@ async def _ingress(
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         ip_limiter=RateLimiter(settings.brc20_check_rate_per_s, settings.brc20_check_burst),
         flush_projections=flush_projections, readiness=readiness,
+        node_call_key=node_call_key(settings),
     )  # fmt: skip
     return _Server(server_config(create_app(context), settings)), follower
 

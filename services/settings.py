@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     node_join_token: SecretStr | None = Field(
         None, description="Token node agents present to register; generated when unset."
     )
+    node_call_key: SecretStr | None = Field(
+        None,
+        description="Key from which each deployment's secret is derived (the dispatcher "
+        "signs every call to a node's proxy with it). Every ingress and dispatcher must "
+        "share it; unset: derived from NGPU_ADMIN_TOKEN when that is set, else generated "
+        "into the data dir.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     heartbeat_interval_s: float = Field(
         2.0, gt=0, le=300, description="How often node agents heartbeat (told at registration)."
@@ -128,7 +135,56 @@ class Settings(BaseSettings):
         default_factory=list,
         description='CIDRs whose X-Forwarded-For is believed (JSON list, e.g. ["10.0.0.0/8"]).',
     )
-    dispatcher_concurrency: int = Field(256, ge=1, le=10_000, description="Calls in flight.")
+    node_host_allow: list[str] = Field(
+        default_factory=list,
+        description="CIDRs a node's registered host may be in although loopback, private, "
+        'link-local or otherwise not global (JSON list, e.g. ["10.0.0.0/8"]); loopback is '
+        "allowed anyway when NGPU_HOST is a loopback address.",
+    )
+    node_register_rate_per_s: float = Field(
+        1.0, ge=0, description="Node registrations per second per client IP (0: no limit)."
+    )
+    node_register_burst: int = Field(
+        20, ge=1, description="Node registrations a client IP may burst."
+    )
+    dispatcher_concurrency: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="Container calls in flight per workspace and dispatcher (the scheduler "
+        "keeps them within the workspace's ready replicas' slots); one workspace never "
+        "waits for another's calls.",
+    )
+    http_max_connections: int = Field(
+        4096,
+        ge=1,
+        le=1_000_000,
+        description="Connections (or requests in progress) the HTTP server holds at once; "
+        "a request beyond them is answered 503 (uvicorn's limit_concurrency).",
+    )
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A request's head must arrive within this long of the connection "
+        "opening (or of its first byte on a kept-alive connection), else it is closed.",
+    )
+    http_body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="A request's body must arrive within this long of its head, else the "
+        "connection is closed.",
+    )
+    http_max_header_bytes: int = Field(
+        65_536,
+        ge=1024,
+        le=1 << 24,
+        description="Largest request head (request line and headers); larger: 431.",
+    )
+    http_keep_alive_s: int = Field(
+        5, ge=1, le=3600, description="How long an idle kept-alive connection stays open."
+    )
     projector_linger_s: float = Field(
         1.0, ge=0, le=60, description="How long the projector gathers events into one insert."
     )
@@ -179,6 +235,17 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(value, strict=False)
             except ValueError as exc:
                 raise ValueError(f"NGPU_TRUSTED_PROXIES: {value!r} is not a CIDR") from exc
+        return self
+
+    @model_validator(mode="after")
+    def _node_host_allow_parse(self) -> Settings:
+        import ipaddress
+
+        for value in self.node_host_allow:
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"NGPU_NODE_HOST_ALLOW: {value!r} is not a CIDR") from exc
         return self
 
     @model_validator(mode="after")

@@ -12,7 +12,13 @@ not ended. What is guaranteed: a dispatch whose `TaskCompleted`/`TaskFailed` (or
 task's terminal event) is in the log is never called again; what was in flight at a
 crash is called again (at-least-once: the container sees the same `X-NGPU-Task-ID` and
 `X-NGPU-Attempt`), as may be a call in flight on a member that lost its partition. A
-second `TaskDispatched` of an attempt this process already called is not called."""
+second `TaskDispatched` of an attempt this process already called is not called.
+
+Fair among workspaces: each workspace has its own calls in flight (at most
+`max_concurrency`; the scheduler already keeps them within its ready replicas' slots) and
+its own queue beyond them. The read loop never waits for a call slot, so a workspace
+whose container hangs holds only its own calls, and another's dispatches behind it in the
+log are called as soon as they are read."""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import aiohttp
 
@@ -51,7 +57,8 @@ Partition = tuple[str, int]
 
 
 class Dispatcher:
-    """Runs until cancelled. `max_concurrency` bounds calls in flight (and the pool).
+    """Runs until cancelled. `max_concurrency` bounds each workspace's calls in flight
+    (and the pooled connections to each node port); no workspace waits for another's.
     `ready` is caught up once it has read its partitions up to their ends as of its start
     and released what it held back."""
 
@@ -68,8 +75,11 @@ class Dispatcher:
         self.policy = policy or CallPolicy()
         self.max_concurrency = max_concurrency
         self.tracker = OffsetTracker()
-        self._slots = asyncio.Semaphore(max_concurrency)
         self._calls: set[asyncio.Task[None]] = set()
+        # Per workspace: calls in flight, and the dispatches waiting for one of them to end.
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, deque[tuple[TaskDispatched, Record]]] = {}
+        self._stopping = False  # the calls are being cancelled: start no waiting one
         # Tasks whose outcome is already in the log: a redelivered dispatch is not re-run.
         self._ended: OrderedDict[str, None] = OrderedDict()
         # (task, attempt) pairs this process has called or read an outcome of: a second
@@ -87,7 +97,9 @@ class Dispatcher:
         last_commit = 0.0
         # aiohttp, not httpx: httpx's pool checks every pooled connection on each request
         # (a syscall each), which took most of a dispatcher's CPU with 64 open connections.
-        connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0)
+        # No pool-wide limit: one shared by all workspaces would queue B's calls behind
+        # A's hung ones. Per node port (a deployment) it matches the per-workspace cap.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.max_concurrency)
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         try:
             async with consumer:
@@ -115,6 +127,8 @@ class Dispatcher:
                         committing.cancel()
                         await asyncio.gather(committing, return_exceptions=True)
         finally:
+            self._stopping = True
+            self._waiting.clear()  # not finished: read again after a restart
             for call in list(self._calls):
                 call.cancel()
             await asyncio.gather(*self._calls, return_exceptions=True)
@@ -142,13 +156,13 @@ class Dispatcher:
         if not isinstance(event, TaskDispatched):
             self._finished(record)
         elif backlog is None:
-            await self._call(event, record)
+            self._call(event, record)
         elif event.task_id in self._ended or not backlog.hold(event, record):
             self._finished(record)
         if backlog is not None and backlog.reached_by(record):
             del self._backlogs[where]
             for dispatch, held in backlog.release():
-                await self._call(dispatch, held)
+                self._call(dispatch, held)
 
     async def _catching_up(self, catch_up: CatchUp, consumer: Consumer) -> None:
         positions = await consumer.positions()
@@ -168,17 +182,44 @@ class Dispatcher:
             log.info("reading %s:%d from %d to %d before calling", *where, offset, end)
         self._backlogs[where] = Backlog(end)
 
-    async def _call(self, dispatch: TaskDispatched, record: Record) -> None:
-        """Call the node for `dispatch` unless its task ended or this attempt was called."""
+    def _call(self, dispatch: TaskDispatched, record: Record) -> None:
+        """Call the node for `dispatch` unless its task ended or this attempt was called:
+        now if its workspace has a free call slot, else once one of its calls ends."""
         if dispatch.task_id in self._ended or not _first_time(
             self._started, (dispatch.task_id, dispatch.attempt)
         ):
             self._finished(record)
             return
-        await self._slots.acquire()
+        workspace = dispatch.workspace_id
+        if self._running.get(workspace, 0) < self.max_concurrency:
+            self._start(dispatch, record)
+        else:
+            self._waiting.setdefault(workspace, deque()).append((dispatch, record))
+
+    def _start(self, dispatch: TaskDispatched, record: Record) -> None:
+        workspace = dispatch.workspace_id
+        self._running[workspace] = self._running.get(workspace, 0) + 1
         call = asyncio.create_task(self._dispatch(dispatch, record))
         self._calls.add(call)
         call.add_done_callback(self._calls.discard)
+
+    def _release(self, workspace: str) -> None:
+        """A call of `workspace` ended: start its next waiting dispatch whose task is live."""
+        running = self._running[workspace] - 1
+        if running:
+            self._running[workspace] = running
+        else:
+            del self._running[workspace]
+        waiting = self._waiting.get(workspace)
+        while waiting and not self._stopping:
+            dispatch, record = waiting.popleft()
+            if dispatch.task_id in self._ended:  # cancelled or expired while it waited
+                self._finished(record)
+                continue
+            self._start(dispatch, record)
+            break
+        if waiting is not None and not waiting:
+            self._waiting.pop(workspace, None)
 
     def _finished(self, record: Record) -> None:
         self.tracker.finished(record.topic, record.partition, record.offset)
@@ -198,7 +239,7 @@ class Dispatcher:
                     delay = min(_PUBLISH_RETRY_MAX_S, 2 * delay)
             self.tracker.finished(record.topic, record.partition, record.offset)
         finally:
-            self._slots.release()
+            self._release(dispatch.workspace_id)
 
     def _remember_end(self, task_id: str) -> None:
         self._ended[task_id] = None

@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 from services.bus import BusUnavailable
 from services.ingress.auth import WORKSPACE_SECURITY_SCHEME
 from services.ingress.context import IngressContext
+from services.ingress.edge import edge_protocol
 from services.ingress.errors import ApiError
 from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.responses import JsonResponse
@@ -90,10 +91,19 @@ async def _client_left(_: Request, exc: Exception) -> Response:
 def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     """How uvicorn serves the ingress. `proxy_headers` is off: the caller's IP is decided
     by `NGPU_TRUSTED_PROXIES` alone (`services.ingress.clientip`), whereas uvicorn would
-    believe any `X-Forwarded-For` sent from 127.0.0.1 and rewrite the peer before we see it."""
+    believe any `X-Forwarded-For` sent from 127.0.0.1 and rewrite the peer before we see it.
+    The edge limits (`NGPU_HTTP_*`): a connection cap, and the head/body deadlines and head
+    size cap of `services.ingress.edge` (uvicorn has no header read timeout)."""
+    protocol = edge_protocol(
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        max_head_bytes=settings.http_max_header_bytes,
+    )
     return uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level,
         lifespan="off", access_log=False, proxy_headers=False, timeout_graceful_shutdown=5,
+        http=protocol, limit_concurrency=settings.http_max_connections,
+        timeout_keep_alive=settings.http_keep_alive_s,
     )  # fmt: skip
 
 

@@ -5,12 +5,14 @@ the credentials, and the readiness of the process."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from events import Envelope, Event
 from services.brc20 import Brc20Gate, NoProvider
 from services.bus import Bus, BusError, Record, publish_events
+from services.hosts import HostPolicy
 from services.ingress.clientip import Network, parse_networks
 from services.ingress.errors import ServiceUnavailable
 from services.ingress.follower import DirectoryFollower
@@ -40,13 +42,26 @@ class IngressContext:
     ip_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 1))
     """Per client IP, for the BRC-20 check (which takes no bearer)."""
     proxies: tuple[Network, ...] = ()
+    hosts: HostPolicy | None = None
+    """What a node may register as its host; from the settings when not given."""
+    register_limiter: RateLimiter | None = None
+    """Node registrations per client IP; from the settings when not given."""
     registration_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     flush_projections: Callable[[], None] | None = None
     """Asks this process's projector to write what it holds now (when it runs here)."""
     readiness: Readiness = field(default_factory=Readiness)
+    node_call_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    """Derives each deployment's secret (`services.callsign`); the dispatcher's must match."""
 
     def __post_init__(self) -> None:
         self.proxies = self.proxies or parse_networks(self.settings.trusted_proxies)
+        settings = self.settings
+        if self.hosts is None:
+            self.hosts = HostPolicy.from_settings(settings.node_host_allow, settings.host)
+        if self.register_limiter is None:
+            self.register_limiter = RateLimiter(
+                settings.node_register_rate_per_s, settings.node_register_burst
+            )
         self.readiness.add(self.follower.ready)
         if self.tasks is not None:
             self.readiness.add(self.tasks.ready)

@@ -32,6 +32,10 @@ class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
 
+class Unprocessable(ApiError):
+    status, code = 422, "invalid"
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
