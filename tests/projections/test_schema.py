@@ -16,7 +16,7 @@ from projections import (
     drop_schema,
     task_detail,
 )
-from projections.schema import TABLE_OF
+from projections.schema import EVENTS, TABLE_OF
 
 from .builders import completed_history
 
@@ -83,3 +83,17 @@ def test_store_failures_are_translated(ch_client: Client) -> None:
     assert isinstance(caught.value.__cause__, ClickHouseError)
     with pytest.raises(StoreError):
         ProjectionWriter(ch_client, "no_such_database").write(completed_history("T1"))
+
+
+def test_an_archive_created_without_the_layout_index_gets_it(
+    ch_client: Client, database: str
+) -> None:
+    ch_client.command(f"ALTER TABLE {database}.events DROP INDEX layout_minmax")
+    create_schema(ch_client, database)
+    indexes = ch_client.query(
+        "SELECT name FROM system.data_skipping_indices WHERE database = {db:String}"
+        " AND table = 'events'",
+        parameters={"db": database},
+    ).result_rows
+    assert ("layout_minmax",) in indexes
+    assert EVENTS.indexes and EVENTS.indexes[0].startswith("layout_minmax")
