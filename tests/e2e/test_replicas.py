@@ -21,6 +21,19 @@ def _ready(node: dict[str, Any] | None, workspace_id: str) -> dict[str, Any] | N
     return None
 
 
+def _serves_only_the_gateway(deployment: dict[str, Any]) -> None:
+    """The registered port is the agent's proxy: an unsigned call is refused there."""
+    port = deployment["ports"]["8080"]
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 401
+
+
+def _served_through_the_gateway(cluster: Cluster, workspace_id: str) -> None:
+    bearer = {"Authorization": f"Bearer {workspace_id}"}
+    answer = httpx.post(f"{cluster.url}/user/img2img", json={"data": "{}"}, headers=bearer,
+                        timeout=60)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+
+
 def test_replicas_spread_then_move_off_a_dead_node(cluster: Cluster) -> None:
     cluster.start_node("alpha")
     cluster.start_node("beta")
@@ -35,8 +48,8 @@ def test_replicas_spread_then_move_off_a_dead_node(cluster: Cluster) -> None:
 
     deployments = wait_for(both_ready, 90, "a ready replica on each of the two nodes")
     for deployment in deployments:
-        port = deployment["ports"]["8080"]
-        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+        _serves_only_the_gateway(deployment)
+    _served_through_the_gateway(cluster, workspace_id)
 
     cluster.start_node("gamma")
     wait_for(lambda: cluster.node_named("gamma"), 60, "the third node to register")
@@ -55,5 +68,5 @@ def test_replicas_spread_then_move_off_a_dead_node(cluster: Cluster) -> None:
     assert [d["state"] for d in alpha["deployments"]] == ["stopped"]
     assert alpha["deployments"][0]["reason"].startswith("node lost")
     assert _ready(cluster.node_named("beta"), workspace_id) is not None
-    port = moved["ports"]["8080"]
-    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    _serves_only_the_gateway(moved)
+    _served_through_the_gateway(cluster, workspace_id)
