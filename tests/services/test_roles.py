@@ -3,6 +3,7 @@ misbehave, and the projector's consumer group per data dir."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -107,7 +109,10 @@ def test_serve_refuses_before_starting_and_says_why(
     assert message in result.stderr
 
 
-def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _up_listening(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`ngpu up` in a child process, once it listens: (the process, its URL); killed if
+    the test left it running."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
     port = _free_port()
     process = subprocess.Popen(
@@ -120,28 +125,21 @@ def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         for line in process.stdout:  # hang guard: the test's own timeout
             if b"listening on" in line:
                 break
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        yield process, f"http://127.0.0.1:{port}"
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
 
 
+def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with _up_listening(tmp_path) as (process, _):
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
 def test_up_is_ready_once_every_role_has_caught_up(tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "up", "--port", str(port),
-         "--data-dir", str(tmp_path)],
-        env=clean, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:  # hang guard: the test's own timeout
-            if b"listening on" in line:
-                break
-        url = f"http://127.0.0.1:{port}"
+    with _up_listening(tmp_path) as (process, url):
         assert httpx.get(f"{url}/healthz").json() == {"ok": True}
         while (ready := httpx.get(f"{url}/readyz")).status_code == 503:
             assert ready.json()["ready"] is False and ready.json()["waiting_for"]
@@ -152,10 +150,6 @@ def test_up_is_ready_once_every_role_has_caught_up(tmp_path: Path) -> None:
         assert process.returncode == 0
         roles = "projector, directory, tasks, scheduler, dispatcher"
         assert f"ready: caught up with the log ({roles})" in output
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def _free_port() -> int:
