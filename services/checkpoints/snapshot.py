@@ -41,6 +41,7 @@ _ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"), ("collections", "Counter"),
     ("datetime", "datetime"), ("datetime", "timezone"), ("datetime", "timedelta"),
     ("copyreg", "_reconstructor"), ("copyreg", "__newobj__"),
+    ("pydantic_core._pydantic_core", "TzInfo"),  # the tzinfo of times the codec decodes
     (__name__, "_mapping_proxy"),
 }  # fmt: skip
 

@@ -15,6 +15,7 @@ from services.checkpoints.snapshot import (
     encode,
     fingerprint,
 )
+from services.checkpoints.snapshot import decode as decode_checkpoint
 from services.scheduler.records import WorkspaceSpec
 from tests.services.scheduler.builders import Cluster, dispatched, failed, submitted
 
@@ -93,3 +94,19 @@ def test_the_fingerprint_changes_with_the_fields_of_the_state() -> None:
     assert fingerprint("s", [_Before]) != fingerprint("s", [_After])
     assert fingerprint("s", [WorkspaceSpec]) == fingerprint("s", [WorkspaceSpec])
     assert fingerprint("s", [WorkspaceSpec]) != fingerprint("t", [WorkspaceSpec])
+
+
+def test_times_decoded_by_the_codec_survive_a_checkpoint() -> None:
+    from events import Envelope, NodeRegistered, decode
+    from events import encode as encode_event
+    from events.node import GpuInfo
+    from services.ingress.directory import Directory
+
+    registered = NodeRegistered(node_id="n", address="0x" + "1" * 40, host="h", region="",
+                                gpus=(GpuInfo(type="A10"),), runtime="process",
+                                token_sha256="0" * 64)  # fmt: skip
+    directory = Directory()
+    directory.apply(decode(encode_event(Envelope(registered))))  # times with the codec's tzinfo
+    back = decode_checkpoint(encode(Checkpoint("directory", "v1", {}, directory)), "v1")
+    assert back is not None
+    assert back.state.nodes["n"].last_heartbeat == directory.nodes["n"].last_heartbeat
