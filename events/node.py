@@ -26,7 +26,11 @@ class NodeEvent(Event):
 @dataclass(frozen=True, slots=True)
 class NodeRegistered(NodeEvent):
     """A node joined. `host` is the only address the dispatcher will ever call on it;
-    `token_sha256` is the digest of its per-node token (the token itself is never stored)."""
+    `token_sha256` is the digest of its per-node token (the token itself is never stored).
+    `proxy_cert` is the PEM certificate its agent's proxies serve and `proxy_cert_sha256`
+    the SHA-256 of its DER, computed by the control plane: the dispatcher calls the node
+    over HTTPS and accepts that certificate only. Both empty: the node's proxies serve
+    plain HTTP (an agent run with `--no-proxy-tls`, or one older than this field)."""
 
     node_id: str
     address: str
@@ -35,6 +39,8 @@ class NodeRegistered(NodeEvent):
     gpus: tuple[GpuInfo, ...]
     runtime: str
     token_sha256: str
+    proxy_cert: str = ""
+    proxy_cert_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)

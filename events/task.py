@@ -61,9 +61,10 @@ class TaskSubmitted(TaskEvent):
 @dataclass(frozen=True, slots=True)
 class TaskDispatched(TaskEvent):
     """The scheduler assigned attempt `attempt` (1-based) of the task to a ready replica:
-    the dispatcher will call `http://node_ip:host_port/param_url`, nothing else. The
-    request travels with the dispatch (copied from `TaskSubmitted`) so a dispatcher needs
-    no other event to make the call, whenever it starts."""
+    the dispatcher will call `http://node_ip:host_port/param_url`, nothing else (`https`
+    when `proxy_cert_sha256` is set: the node's registered certificate, the only one the
+    call accepts). The request travels with the dispatch (copied from `TaskSubmitted`) so
+    a dispatcher needs no other event to make the call, whenever it starts."""
 
     task_id: str
     workspace_id: str
@@ -81,6 +82,7 @@ class TaskDispatched(TaskEvent):
     gpu_type: str = ""
     gpu_count: int = 1
     retry_on_timeout: bool = False
+    proxy_cert_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)

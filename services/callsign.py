@@ -6,21 +6,27 @@ assignment; the dispatcher derives it again from the `deployment_id` of a dispat
 secret is never written to the event log (which is archived forever). A node learns only
 the secrets of its own deployments, never the key.
 
-The dispatcher signs each call: `X-NGPU-Timestamp` (unix seconds) and `X-NGPU-Signature`,
-the hex HMAC-SHA256 under the deployment's secret of method, path (with query, as sent),
-task id and timestamp, one per line. The node's proxy checks it in constant time and
-refuses a timestamp more than `MAX_SKEW_S` away from its clock."""
+The dispatcher signs each call: `X-NGPU-Timestamp` (unix seconds), `X-NGPU-Nonce` (random,
+one per call) and `X-NGPU-Signature`, the hex HMAC-SHA256 under the deployment's secret of
+method, path (with query, as sent), task id, timestamp and nonce, one per line. The node's
+proxy checks it in constant time, refuses a timestamp more than `MAX_SKEW_S` away from
+its clock, and a nonce it has seen within that window (`ReplayGuard`): a captured call
+cannot be sent again."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
+from collections import deque
 from collections.abc import Mapping
 
 TIMESTAMP_HEADER = "X-NGPU-Timestamp"
 SIGNATURE_HEADER = "X-NGPU-Signature"
 TASK_HEADER = "X-NGPU-Task-ID"
+NONCE_HEADER = "X-NGPU-Nonce"
+NONCE_MAX_CHARS = 64
 PROXY_ERROR_HEADER = "X-NGPU-Proxy-Error"
 """Set by a node's proxy on an answer of its own (not the container's): `unauthorized`,
 `upstream-unreachable`. The proxy strips it from the container's answers."""
@@ -34,9 +40,9 @@ def deployment_secret(call_key: bytes, deployment_id: str) -> str:
     return hmac.new(call_key, message, hashlib.sha256).hexdigest()
 
 
-def signature(secret: str, method: str, path: str, task_id: str, timestamp: str) -> str:
+def signature(secret: str, method: str, path: str, task_id: str, timestamp: str, nonce: str) -> str:
     """The hex signature of one call."""
-    message = "\n".join((method.upper(), path, task_id, timestamp)).encode()
+    message = "\n".join((method.upper(), path, task_id, timestamp, nonce)).encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
@@ -45,10 +51,12 @@ def sign(
 ) -> dict[str, str]:
     """The headers that authenticate a call (with the task id header)."""
     timestamp = str(int(time.time() if now is None else now))
+    nonce = secrets.token_hex(16)
     return {
         TASK_HEADER: task_id,
         TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: signature(secret, method, path, task_id, timestamp),
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: signature(secret, method, path, task_id, timestamp, nonce),
     }
 
 
@@ -64,10 +72,41 @@ def verify(
     verifies nothing."""
     timestamp = headers.get(TIMESTAMP_HEADER, "")
     presented = headers.get(SIGNATURE_HEADER, "")
+    nonce = headers.get(NONCE_HEADER, "")
     if not secret or not presented or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    if not nonce or len(nonce) > NONCE_MAX_CHARS:
         return False
     current = time.time() if now is None else now
     if abs(current - int(timestamp)) > max_skew_s:
         return False
-    expected = signature(secret, method, path, headers.get(TASK_HEADER, ""), timestamp)
+    task_id = headers.get(TASK_HEADER, "")
+    expected = signature(secret, method, path, task_id, timestamp, nonce)
     return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+class ReplayGuard:
+    """The nonces of verified calls for as long as their timestamps are fresh (twice
+    `max_skew_s` past the timestamp, the span a skewed clock may accept them in).
+    `first_use` is true once per nonce in that span. Memory: the calls of that span."""
+
+    def __init__(self, max_skew_s: float = MAX_SKEW_S) -> None:
+        self.max_skew_s = max_skew_s
+        self._seen: set[str] = set()
+        self._expiries: deque[tuple[float, str]] = deque()
+
+    def first_use(self, headers: Mapping[str, str], now: float | None = None) -> bool:
+        """Call after `verify` accepted `headers`: whether their nonce is new (and
+        remember it)."""
+        current = time.monotonic() if now is None else now
+        while self._expiries and self._expiries[0][0] <= current:
+            self._seen.discard(self._expiries.popleft()[1])
+        nonce = headers.get(NONCE_HEADER, "")
+        if nonce in self._seen:
+            return False
+        self._seen.add(nonce)
+        self._expiries.append((current + 2 * self.max_skew_s, nonce))
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)

@@ -177,7 +177,7 @@ async def _up(settings: Settings, demo: bool) -> None:
     from services.demo import Demo, curl_examples, start_demo
     from services.roles import credentials, run_all
 
-    url = f"http://{settings.host}:{settings.port}"
+    url = f"{settings.url_scheme}://{settings.host}:{settings.port}"
     running: list[Demo] = []
     creds = credentials(settings)
 
@@ -196,10 +196,11 @@ async def _up(settings: Settings, demo: bool) -> None:
             started = await start_demo(settings, url, creds.admin_token, creds.join_token)
             running.append(started)
             typer.echo(f"  demo workspace:   {started.workspace_id} (Workspace ID = bearer token)")
-            typer.echo(curl_examples(url, started.workspace_id))
+            typer.echo(curl_examples(url, started.workspace_id, settings.tls_cert_file))
         else:
-            typer.echo(f"  add a node:       ngpu node --control-plane {url} --join-token <token> "
-                       "--host 127.0.0.1 --address 0x<40 hex> --gpu RTX4090:1")  # fmt: skip
+            ca = f" --ca-file {settings.tls_cert_file}" if settings.tls_cert_file else ""
+            typer.echo(f"  add a node:       ngpu node --control-plane {url}{ca} --join-token "
+                       "<token> --host 127.0.0.1 --address 0x<40 hex> --gpu RTX4090:1")  # fmt: skip
         sys.stdout.flush()
 
     async def stop_demo() -> None:
@@ -271,7 +272,8 @@ async def _serve(settings: Settings, roles: frozenset[Role], creds: Credentials 
     from services.roles import run_roles
 
     def ready() -> None:
-        where = f" on http://{settings.host}:{settings.port}" if "ingress" in roles else ""
+        where = f" on {settings.url_scheme}://{settings.host}:{settings.port}"
+        where = where if "ingress" in roles else ""
         typer.echo(f"ngpu serve: {','.join(sorted(roles))} running{where} (bus: {settings.bus})")
         sys.stdout.flush()
 
@@ -294,8 +296,29 @@ def node_command(
     work_dir: Annotated[Path, typer.Option(help="Logs and state of this agent.")] = Path(
         ".ngpu-node"
     ),
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="NGPU_NODE_CA_FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="PEM certificates to check an https control plane against instead of the "
+            "system's CAs: its CA, or its own (self-signed) certificate.",
+        ),
+    ] = None,
+    proxy_tls: Annotated[
+        bool,
+        typer.Option(
+            "--proxy-tls/--no-proxy-tls",
+            help="Serve the deployments' proxies over HTTPS with a self-signed certificate "
+            "kept in the work dir, which the control plane pins (--no-proxy-tls: plain "
+            "HTTP, for a local demo).",
+        ),
+    ] = True,
 ) -> None:
     """Run a node agent: register, heartbeat, run assigned deployments until SIGTERM."""
+    from services.certs import CertificateError
     from services.nodeagent.errors import NodeAgentError
     from services.nodeagent.main import run_node
 
@@ -308,9 +331,10 @@ def node_command(
             run_node(
                 control_plane=control_plane, join_token=join_token, runtime=runtime,
                 host=host, address=address, gpus=gpu or [], region=region, work_dir=work_dir,
+                ca_file=ca_file, proxy_tls=proxy_tls,
             )
         )  # fmt: skip
-    except NodeAgentError as exc:
+    except (NodeAgentError, CertificateError) as exc:
         typer.echo(f"ngpu node: {exc}", err=True)
         raise typer.Exit(1) from exc
 

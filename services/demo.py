@@ -4,8 +4,10 @@ registered through the real API, so the NGPU API can be tried with curl at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +18,8 @@ from pathlib import Path
 import httpx
 
 from events.errors import NgpuError
+from services.certs import trusting
+from services.nodeagent.saved import lock_holder
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,8 @@ PROGRESS_EVERY_S = 5.0
 REPLICA_GUARD_S = 600.0
 """How long the sample replica may take to be ready once the gateway is (it starts in
 seconds: this only stops a demo that cannot work from waiting forever)."""
+EARLIER_AGENT_STOP_S = 30.0
+"""How long an agent left running by an earlier start has to stop cleanly."""
 
 
 class DemoError(NgpuError):
@@ -81,7 +87,11 @@ async def start_demo(settings: Settings, url: str, admin_token: str, join_token:
     `REPLICA_GUARD_S`). Logs what it waits for every few seconds."""
     headers = {"Authorization": f"Bearer {admin_token}"}
     id_file = settings.data_dir / "demo-workspace-id"
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+    # With TLS the demo (and its agent) trust the gateway's own certificate, and check
+    # that it names the host they call (NGPU_HOST).
+    cert = settings.tls_cert_file
+    verify = trusting(cert) if cert is not None else True
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, verify=verify) as http:
         await _wait_caught_up(http)
         workspace_id = id_file.read_text().strip() if id_file.exists() else ""
         if (
@@ -92,6 +102,7 @@ async def start_demo(settings: Settings, url: str, admin_token: str, join_token:
             created.raise_for_status()
             workspace_id = created.json()["workspace_id"]
             id_file.write_text(workspace_id + "\n")
+        await _stop_earlier_agent(_agent_log(settings).parent)
         agent = _spawn_agent(settings, url, join_token)
         demo = Demo(workspace_id, agent)
         try:
@@ -106,6 +117,24 @@ def _agent_log(settings: Settings) -> Path:
     return settings.data_dir / "demo-node" / "agent.log"
 
 
+async def _stop_earlier_agent(work_dir: Path) -> None:
+    """Stop the demo's agent an earlier `ngpu up` left running (killed without its
+    children): the new one resumes as the same node, and two agents must not share it.
+    The pid is the one holding the work dir's lock, so it is that agent, not a reused pid."""
+    holder = lock_holder(work_dir)
+    if holder is None:
+        return
+    log.info("demo: stopping the node agent an earlier start left running (pid %d)", holder)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(holder, signal.SIGTERM)
+    deadline = time.monotonic() + EARLIER_AGENT_STOP_S
+    while lock_holder(work_dir) is not None:
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder, signal.SIGKILL)
+        await asyncio.sleep(POLL_S)
+
+
 def _spawn_agent(settings: Settings, url: str, join_token: str) -> subprocess.Popen[bytes]:
     work_dir = _agent_log(settings).parent
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +142,8 @@ def _spawn_agent(settings: Settings, url: str, join_token: str) -> subprocess.Po
     args = [sys.executable, "-m", "services.cli", "node", "--control-plane", url,
             "--join-token", join_token, "--host", "127.0.0.1", "--address", DEMO_NODE_ADDRESS,
             "--gpu", "RTX4090:1", "--region", "local", "--work-dir", str(work_dir)]  # fmt: skip
+    if settings.tls_cert_file is not None:
+        args += ["--ca-file", str(settings.tls_cert_file.resolve())]
     return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -121,7 +152,10 @@ async def _wait_caught_up(http: httpx.AsyncClient) -> None:
     with, and the gateway logs its own progress meanwhile."""
     said = time.monotonic()
     while True:
-        answer = await http.get("/readyz")
+        try:
+            answer = await http.get("/readyz")
+        except httpx.ConnectError as exc:  # e.g. a certificate that does not name the host
+            raise DemoError(f"the demo cannot call the gateway at {http.base_url}: {exc}") from exc
         if answer.status_code == 200:
             return
         if time.monotonic() - said >= PROGRESS_EVERY_S:
@@ -156,8 +190,11 @@ async def _wait_replica(
         await asyncio.sleep(POLL_S)
 
 
-def curl_examples(url: str, workspace_id: str) -> str:
+def curl_examples(url: str, workspace_id: str, ca_file: Path | None = None) -> str:
+    """`ca_file`: the certificate an https gateway is to be trusted by (`--cacert`)."""
     auth = f"-H 'Authorization: Bearer {workspace_id}' -H 'Content-Type: application/json'"
+    if ca_file is not None:
+        auth = f"--cacert '{ca_file}' {auth}"
     body = json.dumps({"btc_address": DEMO_BTC_ADDRESS,
                        "data": {"image_url": "https://ngpu.ai/image/1683730315image.jpeg",
                                 "prompt": "a cat in a black suit, night time"}})  # fmt: skip

@@ -14,6 +14,13 @@ from events.errors import NgpuError
 ENV_PREFIX = "NGPU_"
 
 
+_KAFKA_SECURITY_WORDS = (
+    "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_ssl_ca_file",
+    "kafka_ssl_cert_file", "kafka_ssl_key_file", "kafka_sasl_username",
+)  # fmt: skip
+"""Settings read with surrounding blanks dropped, where empty means unset."""
+
+
 class SettingsError(NgpuError):
     """The configuration is invalid; the message names each offending variable."""
 
@@ -57,11 +64,48 @@ class Settings(BaseSettings):
         description="Longest a publish waits for Kafka to acknowledge before it fails "
         "(the HTTP layer answers 503); nothing of a failed publish is stored later.",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client connects: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or "
+        "SASL_SSL (SASL authentication, over TLS).",
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA certificates that sign the Kafka brokers' "
+        "certificates (SSL, SASL_SSL); unset: the system's CAs. Host names are verified.",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None,
+        description="PEM client certificate (and chain) for mutual TLS with Kafka; its key "
+        "in NGPU_KAFKA_SSL_KEY_FILE or in the same file.",
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        None, description="PEM private key of NGPU_KAFKA_SSL_CERT_FILE."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted NGPU_KAFKA_SSL_KEY_FILE."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (SASL_PLAINTEXT, SASL_SSL): PLAIN, SCRAM-SHA-256 or "
+        "SCRAM-SHA-512.",
+    )  # fmt: skip
+    kafka_sasl_username: str | None = Field(None, description="SASL user name on Kafka.")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password on Kafka (never logged)."
+    )
     clickhouse_dsn: str = Field(
         "", description="ClickHouse DSN; empty means chdb:///<data_dir>/clickhouse."
     )
     host: str = Field("127.0.0.1", description="HTTP bind address.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (chain) the ingress's HTTP server presents: with "
+        "NGPU_TLS_KEY_FILE it serves HTTPS (only). Unset: plain HTTP.",
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key (unencrypted) of NGPU_TLS_CERT_FILE."
+    )
     admin_token: SecretStr | None = Field(
         None, description="Management API token; generated into the data dir when unset."
     )
@@ -248,6 +292,29 @@ class Settings(BaseSettings):
                 raise ValueError(f"NGPU_NODE_HOST_ALLOW: {value!r} is not a CIDR") from exc
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_files_empty_is_unset(cls, data: object) -> object:
+        if isinstance(data, dict):
+            data = {k: (None if k.startswith("tls_") and v == "" else v) for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _tls_files_load(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "NGPU_TLS_CERT_FILE and NGPU_TLS_KEY_FILE go together: set both (HTTPS) or "
+                "neither (HTTP)"
+            )
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            from services.certs import CertificateError, server_context
+
+            try:
+                server_context(self.tls_cert_file, self.tls_key_file)
+            except CertificateError as exc:
+                raise ValueError(f"NGPU_TLS_CERT_FILE, NGPU_TLS_KEY_FILE: {exc}") from exc
+        return self
+
     @model_validator(mode="after")
     def _lost_after_outlasts_heartbeats(self) -> Settings:
         if self.node_lost_after_s <= self.heartbeat_interval_s:
@@ -276,6 +343,34 @@ class Settings(BaseSettings):
             raise ValueError("NGPU_KAFKA_BOOTSTRAP is required when NGPU_BUS=kafka")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kafka_security_words(cls, data: object) -> object:
+        # Protocol and mechanism in any case; an empty variable is an unset one.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in _KAFKA_SECURITY_WORDS:
+            value = data.get(name)
+            if isinstance(value, str):
+                value = value.strip()
+                if name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
+                    value = value.upper()
+                data[name] = value or (None if name != "kafka_security_protocol" else "PLAINTEXT")
+        return data
+
+    @model_validator(mode="after")
+    def _kafka_security_fits(self) -> Settings:
+        from services.bus.security import KafkaSecurity
+
+        security = KafkaSecurity.from_settings(self)
+        found = security.problems()
+        if found:
+            raise ValueError("; ".join(found))
+        if self.bus == "kafka":
+            security.ssl_context()  # the files load (a KafkaSecurityError names which not)
+        return self
+
     @model_validator(mode="after")
     def _bodies_fit_kafka_records(self) -> Settings:
         if self.bus != "kafka":
@@ -291,6 +386,11 @@ class Settings(BaseSettings):
                     "body larger than that does not fit in one record of the tasks topic"
                 )
         return self
+
+    @property
+    def url_scheme(self) -> str:
+        """`https` when the ingress serves TLS (`NGPU_TLS_*`), else `http`."""
+        return "https" if self.tls_cert_file is not None else "http"
 
     @property
     def bus_path(self) -> Path:

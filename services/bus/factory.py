@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.bus.embedded import EmbeddedBus
 from services.bus.kafka import KafkaBus
 from services.bus.protocol import Bus
+from services.bus.security import KafkaSecurity
 from services.settings import Settings
 
 
@@ -23,4 +24,5 @@ def bus_from_settings(settings: Settings) -> Bus:
         namespace=settings.kafka_namespace,
         publish_timeout_s=settings.kafka_publish_timeout_s,
         log_retention_ms=int(settings.log_retention_hours * 3_600_000),
+        security=KafkaSecurity.from_settings(settings),
     )

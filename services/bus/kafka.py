@@ -14,6 +14,10 @@ on the wire when it failed may have been stored). The next publish starts a new 
 
 aiokafka reconnects on its own: after a broker restart, publishes succeed again and
 consumers continue from their positions.
+
+Every client of the bus connects with the same `KafkaSecurity` (TLS, SASL). A start that
+cannot connect says why when the cause is TLS or SASL (an untrusted certificate, refused
+credentials), which aiokafka's own error leaves out.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
+    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     TopicAlreadyExistsError,
@@ -41,6 +46,7 @@ from services.bus import topology
 from services.bus.errors import BusError, BusUnavailable
 from services.bus.outage import OutageLog
 from services.bus.protocol import Outgoing, Record, StartAt
+from services.bus.security import KafkaSecurity, KafkaSecurityError, why_refused
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +107,14 @@ class KafkaBus:
         namespace: str = "",
         publish_timeout_s: float = 10.0,
         log_retention_ms: int = topology.DEFAULT_LOG_RETENTION_MS,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security or KafkaSecurity()
+        try:
+            self._client_options = self.security.client_options()  # one TLS context for all
+        except KafkaSecurityError as exc:
+            raise BusError(str(exc)) from exc
         self.partitions = partitions
         self.log_retention_ms = log_retention_ms
         self.replication_factor = replication_factor
@@ -124,12 +136,22 @@ class KafkaBus:
         """Connect the admin client and the producer; `BusUnavailable` if the cluster
         cannot be reached."""
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap, request_timeout_ms=self._request_timeout_ms
+            bootstrap_servers=self.bootstrap,
+            request_timeout_ms=self._request_timeout_ms,
+            **self._client_options,
         )
         try:
             await admin.start()
         except KafkaError as exc:
             await admin.close()
+            refusal = None
+            if isinstance(exc, KafkaConnectionError):
+                refusal = await why_refused(
+                    self.bootstrap, self.security, self._client_options, self._request_timeout_ms
+                )
+            if refusal is not None:
+                message = f"connecting to Kafka at {self.bootstrap} failed: {refusal}"
+                raise BusError(message) from exc
             raise _failure(exc, f"connecting to Kafka at {self.bootstrap}") from exc
         self._admin = admin
         await self._current_producer()
@@ -340,6 +362,7 @@ class KafkaBus:
             if self._producer is None:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.bootstrap,
+                    **self._client_options,
                     enable_idempotence=True,
                     acks="all",
                     linger_ms=_LINGER_MS,
@@ -382,6 +405,7 @@ class KafkaBus:
         """A new, unstarted aiokafka consumer on this cluster, committing only when asked."""
         return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **self._client_options,
             group_id=None if group is None else self.group_id(group),
             enable_auto_commit=False,
             auto_offset_reset=start,

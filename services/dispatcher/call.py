@@ -1,10 +1,14 @@
 """One call of a node container for a `TaskDispatched`, and the event that records how it
 ended. The target is always the dispatch's `node_ip:host_port` — values the scheduler took
-from a registered node and its deployment — and the path the ingress validated."""
+from a registered node and its deployment — and the path the ingress validated; over
+HTTPS pinned to the node's registered certificate when it registered one
+(`services.certs`): a peer presenting another fails the attempt before the request is
+sent (`node_certificate_mismatch`, retryable on another node)."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,13 +35,24 @@ class CallPolicy:
 
 
 def target_url(dispatch: TaskDispatched) -> str:
+    """`https` when the node registered its proxies' certificate, else `http`."""
     host = dispatch.node_ip
     try:
         if ipaddress.ip_address(host).version == 6:
             host = f"[{host}]"
     except ValueError:
         pass  # a DNS name
-    return f"http://{host}:{dispatch.host_port}{dispatch.param_url}"
+    scheme = "https" if dispatch.proxy_cert_sha256 else "http"
+    return f"{scheme}://{host}:{dispatch.host_port}{dispatch.param_url}"
+
+
+@functools.lru_cache(maxsize=4096)
+def pinned(sha256: str) -> aiohttp.Fingerprint:
+    """What a call to a node whose certificate has this SHA-256 (hex) accepts: that
+    certificate only, by the digest of its DER, with no CA, host name or date check (TLS
+    itself proves the peer holds its key). One object per pin: aiohttp pools connections
+    by it. Raises `ValueError` for a malformed digest."""
+    return aiohttp.Fingerprint(bytes.fromhex(sha256))
 
 
 def request_body(dispatch: TaskDispatched) -> bytes:
@@ -104,6 +119,9 @@ def classify(
     are transient; a container that outlived `timeout_s` is not, unless the workspace
     opted in (`retry_on_timeout`): GPU work that overran once will overrun again, and
     every attempt is paid for."""
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        reason = "the node's proxy presented another certificate than the one it registered"
+        return "node_certificate_mismatch", reason, True
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         return "node_refused", f"the node could not be reached: {type(exc).__name__}: {exc}", True
     if isinstance(exc, TimeoutError):
@@ -122,13 +140,21 @@ async def call_node(
     if refusal:
         reason = f"the node's address is refused: {refusal}"
         return failed(dispatch, "node_address_refused", reason, transient=True, policy=policy)
+    tls: aiohttp.Fingerprint | bool = True  # not used for http
+    if dispatch.proxy_cert_sha256:
+        try:
+            tls = pinned(dispatch.proxy_cert_sha256)
+        except ValueError:
+            reason = f"the node's certificate pin is malformed: {dispatch.proxy_cert_sha256!r}"
+            return failed(dispatch, "node_certificate_mismatch", reason, transient=True,
+                          policy=policy)  # fmt: skip
     started = utc_now()
     try:
         # encoded=True: the validated path and query go out byte for byte, not re-quoted.
         async with session.post(
             URL(target_url(dispatch), encoded=True), data=request_body(dispatch),
             headers=headers_for(dispatch, policy.call_key), allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=dispatch.timeout_s),
+            timeout=aiohttp.ClientTimeout(total=dispatch.timeout_s), ssl=tls,
         ) as response:  # fmt: skip
             if refusal := response.headers.get(PROXY_ERROR_HEADER):
                 # The node's proxy answered, not the container: the call did not happen.

@@ -23,6 +23,8 @@ from services.ingress.starting import StartingGate
 from services.settings import Settings
 
 MANAGEMENT_BODY_LIMIT = 1 << 20
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""The TLS 1.2 suites the ingress offers (OpenSSL's notation)."""
 log = logging.getLogger(__name__)
 
 
@@ -93,7 +95,15 @@ def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     by `NGPU_TRUSTED_PROXIES` alone (`services.ingress.clientip`), whereas uvicorn would
     believe any `X-Forwarded-For` sent from 127.0.0.1 and rewrite the peer before we see it.
     The edge limits (`NGPU_HTTP_*`): a connection cap, and the head/body deadlines and head
-    size cap of `services.ingress.edge` (uvicorn has no header read timeout)."""
+    size cap of `services.ingress.edge` (uvicorn has no header read timeout). With
+    `NGPU_TLS_CERT_FILE`/`NGPU_TLS_KEY_FILE`, HTTPS only (TLS 1.2 with forward-secret AEAD
+    suites, or TLS 1.3)."""
+    tls: dict[str, Any] = {}
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        # uvicorn's own default cipher string ("TLSv1") leaves TLS 1.2 clients only CBC
+        # suites; TLS 1.3's suites are not affected by this list.
+        tls = {"ssl_certfile": str(settings.tls_cert_file),
+               "ssl_keyfile": str(settings.tls_key_file), "ssl_ciphers": TLS12_CIPHERS}  # fmt: skip
     protocol = edge_protocol(
         header_timeout_s=settings.http_header_timeout_s,
         body_timeout_s=settings.http_body_timeout_s,
@@ -103,7 +113,7 @@ def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
         app, host=settings.host, port=settings.port, log_level=settings.log_level,
         lifespan="off", access_log=False, proxy_headers=False, timeout_graceful_shutdown=5,
         http=protocol, limit_concurrency=settings.http_max_connections,
-        timeout_keep_alive=settings.http_keep_alive_s,
+        timeout_keep_alive=settings.http_keep_alive_s, **tls,
     )  # fmt: skip
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.certs import MAX_PEM_CHARS, certificate_der
 from services.scheduler.gpu import normalize_gpu_type
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -146,13 +148,22 @@ class GpuInfoIn(Strict):
 
 
 class NodeRegister(Strict):
-    """`POST /v1/nodes/register`. `host` is where the dispatcher will reach this node."""
+    """`POST /v1/nodes/register`. `host` is where the dispatcher will reach this node;
+    `proxy_cert` the one PEM certificate its proxies serve (the dispatcher will accept no
+    other there), absent or empty when they serve plain HTTP."""
 
     address: str
     host: str
     gpus: list[GpuInfoIn] = Field(max_length=64)
     region: str = Field("", max_length=64)
     runtime: Literal["process", "docker"] = "process"
+    proxy_cert: str = Field("", max_length=MAX_PEM_CHARS)
+
+    @field_validator("proxy_cert")
+    @classmethod
+    def _proxy_cert(cls, value: str) -> str:
+        # Stored as read back from its DER: one canonical PEM, nothing around it.
+        return ssl.DER_cert_to_PEM_cert(certificate_der(value)) if value.strip() else ""
 
     @field_validator("address")
     @classmethod

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 from events import GpuInfo
+from services.certs import ProxyCertificate
 from services.nodeagent.control import ControlPlaneClient, Registration
 from services.nodeagent.errors import ControlPlaneError, DeploymentError, RuntimeUnavailable
 from services.nodeagent.proxy import DeploymentProxies
 from services.nodeagent.runtimes.base import Assignment, Runtime, StatusCallback, StatusReport
+from services.nodeagent.saved import (
+    SavedRegistration,
+    forget_registration,
+    load_registration,
+    save_registration,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +32,15 @@ RuntimeFactory = Callable[[StatusCallback], Runtime]
 
 @dataclass(frozen=True, slots=True)
 class AgentIdentity:
-    """What the node registers as. `host` is where the dispatcher will reach it."""
+    """What the node registers as. `host` is where the dispatcher will reach it;
+    `proxy_cert` the PEM certificate its proxies serve (empty: plain HTTP)."""
 
     address: str
     host: str
     gpus: tuple[GpuInfo, ...]
     region: str = ""
     runtime: str = "process"
+    proxy_cert: str = ""
 
 
 class NodeAgent:
@@ -38,7 +49,13 @@ class NodeAgent:
 
     Every deployment is fronted by an authenticating proxy listening on `proxy_host`
     (default: the identity's host); its ports are the host ports reported `ready`, so the
-    container's own (on loopback) are never registered."""
+    container's own (on loopback) are never registered. With `certificate`, the proxies
+    serve HTTPS with it, and it is registered (in the identity) so that the dispatcher
+    accepts no other; without, plain HTTP.
+
+    With `registration_file`, the node's registration is kept there and a restarted agent
+    resumes as the same node (its token still accepted: the control plane did not revoke
+    it), so its replicas need not wait for the old node to be declared lost."""
 
     def __init__(
         self,
@@ -49,15 +66,20 @@ class NodeAgent:
         poll_wait_s: float = 25.0,
         retry_s: float = 1.0,
         proxy_host: str | None = None,
+        registration_file: Path | None = None,
+        certificate: ProxyCertificate | None = None,
     ) -> None:
         self.client = client
-        self.identity = identity
+        self.identity = replace(identity, proxy_cert=certificate.pem if certificate else "")
         self.poll_wait_s = poll_wait_s
         self.retry_s = retry_s
         self.reports: asyncio.Queue[StatusReport | None] = asyncio.Queue()
         self.runtime = runtime_factory(self.reports.put_nowait)
         self.registration: Registration | None = None
-        self.proxies = DeploymentProxies(proxy_host or identity.host)
+        self.proxies = DeploymentProxies(
+            proxy_host or identity.host, tls=certificate.context if certificate else None
+        )
+        self.registration_file = registration_file
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -85,12 +107,50 @@ class NodeAgent:
             await asyncio.wait_for(reporter, timeout=10)
 
     async def _register(self) -> Registration:
+        """Resume the saved registration when the control plane still accepts it, else
+        register anew (and save that)."""
+        resumed = await self._resume()
+        if resumed is not None:
+            return resumed
+        registration = await self._register_anew()
+        if self.registration_file is not None:
+            saved = SavedRegistration(self.client.base_url, self._identity_document(), registration)
+            save_registration(self.registration_file, saved)
+        return registration
+
+    def _identity_document(self) -> dict[str, object]:
+        document: dict[str, object] = json.loads(json.dumps(asdict(self.identity)))
+        return document  # as it reads back from the file (tuples as lists)
+
+    async def _resume(self) -> Registration | None:
+        if self.registration_file is None:
+            return None
+        saved = load_registration(self.registration_file)
+        if saved is None or not saved.matches(self.client.base_url, self._identity_document()):
+            return None
+        self.client.resume(saved.registration)
+        while True:
+            try:
+                await self.client.heartbeat()
+            except ControlPlaneError as exc:
+                if exc.status == 401:
+                    log.info("the saved registration as %s is refused; registering anew",
+                             saved.registration.node_id)  # fmt: skip
+                    forget_registration(self.registration_file)
+                    return None
+                log.warning("resuming as %s failed, retrying: %s", saved.registration.node_id, exc)
+                await asyncio.sleep(self.retry_s)
+                continue
+            log.info("resumed as %s", saved.registration.node_id)
+            return saved.registration
+
+    async def _register_anew(self) -> Registration:
         while True:
             try:
                 return await self.client.register(
                     address=self.identity.address, host=self.identity.host,
                     gpus=self.identity.gpus, region=self.identity.region,
-                    runtime=self.identity.runtime,
+                    runtime=self.identity.runtime, proxy_cert=self.identity.proxy_cert,
                 )  # fmt: skip
             except ControlPlaneError as exc:
                 if exc.status in (400, 401, 403, 422):

@@ -4,6 +4,7 @@ replace with a real local app."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,7 +31,9 @@ class Assignments:
 
 class ControlPlaneClient:
     """Talks to `base_url`. `register` uses the join token; every later call the node's
-    own token. Failures raise `ControlPlaneError` (with the HTTP status when there is one)."""
+    own token. Failures raise `ControlPlaneError` (with the HTTP status when there is one).
+    `verify`: how an https control plane's certificate is checked (default: the system's
+    CAs; a context from `services.certs.trusting` for the operator's own CA or certificate)."""
 
     def __init__(
         self,
@@ -39,12 +42,22 @@ class ControlPlaneClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 10.0,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._join_token = join_token
         self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s
+            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s, verify=verify
         )
         self.registration: Registration | None = None
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
+    def resume(self, registration: Registration) -> None:
+        """Act as the node `registration` names (one registered earlier), without
+        registering: the next call with its token says whether it is still valid."""
+        self.registration = registration
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -68,15 +81,18 @@ class ControlPlaneClient:
         return self.registration
 
     async def register(
-        self, *, address: str, host: str, gpus: tuple[GpuInfo, ...], region: str, runtime: str
-    ) -> Registration:
-        body = {
+        self, *, address: str, host: str, gpus: tuple[GpuInfo, ...], region: str, runtime: str,
+        proxy_cert: str = "",
+    ) -> Registration:  # fmt: skip
+        body: dict[str, Any] = {
             "address": address,
             "host": host,
             "gpus": [asdict(g) for g in gpus],
             "region": region,
             "runtime": runtime,
         }
+        if proxy_cert:  # absent, not empty, so that a control plane older than it accepts
+            body["proxy_cert"] = proxy_cert
         data = (await self._call("POST", "/v1/nodes/register", self._join_token, json=body)).json()
         self.registration = Registration(
             data["node_id"], data["token"], data["heartbeat_interval_s"], data["lost_after_s"]

@@ -7,6 +7,7 @@ import logging
 import signal
 from pathlib import Path
 
+from services.certs import proxy_certificate, trusting
 from services.nodeagent.agent import AgentIdentity, NodeAgent, RuntimeFactory
 from services.nodeagent.control import ControlPlaneClient
 from services.nodeagent.gpus import discover_gpus
@@ -18,6 +19,7 @@ from services.nodeagent.runtimes import (
     Runtime,
     StatusCallback,
 )
+from services.nodeagent.saved import REGISTRATION_FILE, lock_work_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +46,28 @@ async def run_node(
     gpus: list[str],
     region: str,
     work_dir: Path,
+    ca_file: Path | None = None,
+    proxy_tls: bool = True,
 ) -> None:
-    """Run a node agent until SIGTERM or SIGINT, then stop its deployments and return."""
+    """Run a node agent until SIGTERM or SIGINT, then stop its deployments and return.
+    It holds `work_dir` (`WorkDirBusy` if another agent does) and keeps its registration
+    there, so a restart resumes as the same node.
+
+    `ca_file`: the certificates an https control plane is checked against instead of the
+    system's CAs. `proxy_tls`: the proxies serve HTTPS with a self-signed certificate kept
+    in `work_dir` and registered (`services.certs`); raises `CertificateError` when it
+    cannot be made or the CA file read."""
+    lock = lock_work_dir(work_dir)
+    verify = trusting(ca_file) if ca_file is not None else True
+    certificate = await asyncio.to_thread(proxy_certificate, work_dir) if proxy_tls else None
     discovery = discover_gpus(gpus)
     log.info("GPUs from %s: %s", discovery.source, discovery.gpus)
-    client = ControlPlaneClient(control_plane, join_token)
+    client = ControlPlaneClient(control_plane, join_token, verify=verify)
     identity = AgentIdentity(address, host, discovery.gpus, region, runtime)
-    agent = NodeAgent(client, identity, runtime_factory(runtime, work_dir), proxy_host=host)
+    agent = NodeAgent(
+        client, identity, runtime_factory(runtime, work_dir), proxy_host=host,
+        registration_file=work_dir / REGISTRATION_FILE, certificate=certificate,
+    )  # fmt: skip
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.stop)
@@ -58,3 +75,4 @@ async def run_node(
         await agent.run()
     finally:
         await client.aclose()
+        lock.close()

@@ -5,12 +5,15 @@ container itself listens on loopback. A call is forwarded only when it carries a
 fresh signature under the deployment's secret (`services.callsign`); anything else gets
 401 and never reaches the container. The listener's port, not the container's, is what
 the agent reports as the deployment's host port, so it is the only one the dispatcher
-knows."""
+knows. The listeners serve HTTPS with the certificate the agent registered (the
+dispatcher accepts no other: `services.certs`), or plain HTTP when the agent runs without
+one."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -18,9 +21,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from services.callsign import (
+    NONCE_HEADER,
     PROXY_ERROR_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    ReplayGuard,
     verify,
 )
 
@@ -33,7 +38,9 @@ _HOP_BY_HOP = frozenset(
         "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length",
     )
 )  # fmt: skip
-_NOT_FORWARDED = _HOP_BY_HOP | {SIGNATURE_HEADER.lower(), TIMESTAMP_HEADER.lower()}
+_NOT_FORWARDED = _HOP_BY_HOP | {
+    h.lower() for h in (SIGNATURE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER)
+}
 _CHUNK = 64 * 1024
 MAX_BODY_BYTES = 64 << 20
 
@@ -50,13 +57,19 @@ class _Front:
 
 class DeploymentProxies:
     """Opens, routes and closes the proxies of a node's deployments. Use from the event
-    loop only; `aclose()` closes every listener and the upstream client."""
+    loop only; `aclose()` closes every listener and the upstream client. With `tls` (a
+    server context holding the certificate the agent registered), every listener serves
+    HTTPS only."""
 
-    def __init__(self, bind_host: str, *, upstream_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, bind_host: str, *, upstream_host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.bind_host = bind_host
         self.upstream_host = upstream_host
+        self.tls = tls
         self._fronts: dict[str, _Front] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._replays = ReplayGuard()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -81,7 +94,9 @@ class DeploymentProxies:
                 )
                 await runner.setup()
                 front.runners.append(runner)
-                site = web.TCPSite(runner, self.bind_host, 0, reuse_address=True)
+                site = web.TCPSite(
+                    runner, self.bind_host, 0, reuse_address=True, ssl_context=self.tls
+                )
                 await site.start()
                 front.public[str(port)] = _bound_port(runner)
         except BaseException:
@@ -134,6 +149,8 @@ class DeploymentProxies:
             front.secret, request.method, request.raw_path, request.headers
         ):
             return _refusal(401, "unauthorized")
+        if not self._replays.first_use(request.headers):
+            return _refusal(401, "unauthorized")  # a signed call seen before: a replay
         upstream_port = front.upstream.get(port)
         if upstream_port is None:
             return _refusal(502, "upstream-unreachable")

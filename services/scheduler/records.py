@@ -51,6 +51,8 @@ class NodeState:
     consecutive_failures: int = 0
     last_failure_s: float | None = None
     latency_ewma_s: float | None = None
+    proxy_cert_sha256: str = ""
+    """The pin of the certificate its proxies serve (empty: plain HTTP)."""
 
 
 @dataclass(frozen=True, slots=True)

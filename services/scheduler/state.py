@@ -237,6 +237,7 @@ class ClusterState:
             "address": ev.address,
             "region": ev.region,
             "runtime": ev.runtime,
+            "proxy_cert_sha256": ev.proxy_cert_sha256,
             "gpus": _count_gpus(ev.gpus),
             "status": NodeStatus.ACTIVE,
             "lost_at_s": None,

@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
+from services.certs import trusting
 from services.demo import DEMO_BTC_ADDRESS, DEMO_NODE_ADDRESS, demo_workspace
 
 ADMIN_TOKEN = "e2e-admin-token"
@@ -70,12 +72,19 @@ class Cluster:
     """On Kafka: every role in one `ngpu serve` process, as `ngpu up` runs them."""
     command: tuple[str, ...] = ("-m", "services.cli")
     """What the Python interpreter runs with the `ngpu` arguments (a wrapper, say)."""
+    tls_ca: Path | None = None
+    """The certificate the ingress serves (`NGPU_TLS_*` in `env`): calls it over https."""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls_ca else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx calls of `url` trust."""
+        return trusting(self.tls_ca) if self.tls_ca else True
 
     @property
     def on_kafka(self) -> bool:
@@ -155,17 +164,19 @@ class Cluster:
         """Ready to serve: every role of the ingress's process has caught up with the log
         (before that, `/healthz` answers but the API says 503)."""
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            return httpx.get(f"{self.url}/readyz", timeout=1, verify=self.verify).status_code == 200
         except httpx.HTTPError:
             return False
 
     def start_node(
-        self, name: str, gpu: str = "RTX4090:1", region: str = "", address: str = ""
-    ) -> None:
+        self, name: str, gpu: str = "RTX4090:1", region: str = "", address: str = "",
+        *extra: str,
+    ) -> None:  # fmt: skip
+        """`ngpu node` named `name` (its work dir and log), with `extra` options."""
         address = address or "0x" + name.encode().hex().ljust(40, "0")[:40]
         args = ["node", "--control-plane", self.url, "--join-token", JOIN_TOKEN,
                 "--host", "127.0.0.1", "--address", address, "--gpu", gpu,
-                "--region", region, "--work-dir", str(self.data_dir / name)]  # fmt: skip
+                "--region", region, "--work-dir", str(self.data_dir / name), *extra]  # fmt: skip
         self.agents[name] = self._spawn(args, f"{name}.log")
 
     def kill_node(self, name: str) -> None:
@@ -178,7 +189,9 @@ class Cluster:
         agent.wait(timeout=10)
 
     def nodes(self) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url}/v1/nodes", headers=self.admin(), timeout=10)
+        response = httpx.get(
+            f"{self.url}/v1/nodes", headers=self.admin(), timeout=10, verify=self.verify
+        )
         response.raise_for_status()
         return list(response.json()["nodes"])
 

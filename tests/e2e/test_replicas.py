@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any
 
@@ -21,10 +22,14 @@ def _ready(node: dict[str, Any] | None, workspace_id: str) -> dict[str, Any] | N
     return None
 
 
-def _serves_only_the_gateway(deployment: dict[str, Any]) -> None:
-    """The registered port is the agent's proxy: an unsigned call is refused there."""
+def _serves_only_the_gateway(node: dict[str, Any], deployment: dict[str, Any]) -> None:
+    """The registered port is the agent's proxy, serving HTTPS with the certificate the
+    node registered (trusted here as the only CA): an unsigned call is refused there."""
     port = deployment["ports"]["8080"]
-    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 401
+    pinned = ssl.create_default_context(cadata=node["proxy_cert"])
+    pinned.check_hostname = False
+    answer = httpx.get(f"https://127.0.0.1:{port}/health", timeout=5, verify=pinned)
+    assert answer.status_code == 401
 
 
 def _served_through_the_gateway(cluster: Cluster, workspace_id: str) -> None:
@@ -47,8 +52,8 @@ def test_replicas_spread_then_move_off_a_dead_node(cluster: Cluster) -> None:
         return ready if all(ready) else None  # type: ignore[return-value]
 
     deployments = wait_for(both_ready, 90, "a ready replica on each of the two nodes")
-    for deployment in deployments:
-        _serves_only_the_gateway(deployment)
+    for name, deployment in zip(("alpha", "beta"), deployments, strict=True):
+        _serves_only_the_gateway(cluster.node_named(name) or {}, deployment)
     _served_through_the_gateway(cluster, workspace_id)
 
     cluster.start_node("gamma")
@@ -68,5 +73,5 @@ def test_replicas_spread_then_move_off_a_dead_node(cluster: Cluster) -> None:
     assert [d["state"] for d in alpha["deployments"]] == ["stopped"]
     assert alpha["deployments"][0]["reason"].startswith("node lost")
     assert _ready(cluster.node_named("beta"), workspace_id) is not None
-    _serves_only_the_gateway(moved)
+    _serves_only_the_gateway(cluster.node_named("gamma") or {}, moved)
     _served_through_the_gateway(cluster, workspace_id)

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.certs import trusting, write_self_signed
 from services.roles import (
     ALL_ROLES,
     RolesError,
@@ -110,22 +111,25 @@ def test_serve_refuses_before_starting_and_says_why(
 
 
 @contextlib.contextmanager
-def _up_listening(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`ngpu up` in a child process, once it listens: (the process, its URL); killed if
-    the test left it running."""
+def _up_listening(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`ngpu up` in a child process (with `env`), once it listens: (the process, the URL
+    it says it listens on); killed if the test left it running."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up", "--port", str(port),
          "--data-dir", str(tmp_path)],
-        env=clean, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**clean, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         assert process.stdout is not None
+        url = ""
         for line in process.stdout:  # hang guard: the test's own timeout
             if b"listening on" in line:
+                url = line.decode().split("listening on", 1)[1].strip()
                 break
-        yield process, f"http://127.0.0.1:{port}"
+        assert url.endswith(f"://127.0.0.1:{port}"), url
+        yield process, url
     finally:
         if process.poll() is None:
             process.kill()
@@ -150,6 +154,38 @@ def test_up_is_ready_once_every_role_has_caught_up(tmp_path: Path) -> None:
         assert process.returncode == 0
         roles = "projector, directory, tasks, scheduler, dispatcher"
         assert f"ready: caught up with the log ({roles})" in output
+
+
+def test_up_serves_https_with_the_configured_certificate(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_self_signed(cert, key, ("127.0.0.1",))
+    tls = {"NGPU_TLS_CERT_FILE": str(cert), "NGPU_TLS_KEY_FILE": str(key)}
+    with _up_listening(tmp_path / "data", **tls) as (process, url):
+        assert url.startswith("https://")
+        answer = httpx.get(f"{url}/healthz", verify=trusting(cert))
+        assert answer.json() == {"ok": True}
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"{url}/healthz")  # the system's CAs do not know it
+        with pytest.raises(httpx.TransportError):  # no plain HTTP beside it
+            httpx.get(url.replace("https://", "http://") + "/healthz")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("given", ["NGPU_TLS_CERT_FILE", "NGPU_TLS_KEY_FILE"])
+def test_up_refuses_half_a_tls_configuration(tmp_path: Path, given: str) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_self_signed(cert, key, ("127.0.0.1",))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "up", "--port", str(_free_port()),
+         "--data-dir", str(tmp_path / "data")],
+        env={**clean, given: str(cert if given == "NGPU_TLS_CERT_FILE" else key)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "NGPU_TLS_CERT_FILE and NGPU_TLS_KEY_FILE go together" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def _free_port() -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.bus import KafkaBus, bus_from_settings
+from services.certs import write_self_signed
 from services.settings import SettingsError, load_settings
 
 
@@ -116,3 +117,67 @@ def test_the_cli_stops_with_the_variable_named(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "NGPU_BUS_PARTITIONS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def tls_pair(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_self_signed(cert, key, ("127.0.0.1",))
+    return cert, key
+
+
+def test_tls_files_make_the_ingress_serve_https(
+    monkeypatch: pytest.MonkeyPatch, tls_pair: tuple[Path, Path]
+) -> None:
+    assert load_settings().url_scheme == "http"
+    monkeypatch.setenv("NGPU_TLS_CERT_FILE", str(tls_pair[0]))
+    monkeypatch.setenv("NGPU_TLS_KEY_FILE", str(tls_pair[1]))
+    settings = load_settings()
+    assert (settings.tls_cert_file, settings.tls_key_file) == tls_pair
+    assert settings.url_scheme == "https"
+    monkeypatch.setenv("NGPU_TLS_CERT_FILE", "")  # an empty variable is an unset one
+    monkeypatch.setenv("NGPU_TLS_KEY_FILE", "")
+    assert load_settings().url_scheme == "http"
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "message"),
+    [
+        ("cert", None, "NGPU_TLS_CERT_FILE and NGPU_TLS_KEY_FILE go together"),
+        (None, "key", "NGPU_TLS_CERT_FILE and NGPU_TLS_KEY_FILE go together"),
+        ("missing", "key", "cannot load"),
+        ("cert", "missing", "cannot load"),
+        ("cert", "other-key", "cannot load"),  # a key that is not the certificate's
+        ("key", "key", "cannot load"),  # a key where the certificate belongs
+        ("cert", "encrypted-key", "encrypted"),  # refused, never a password prompt
+    ],
+)
+def test_tls_files_that_cannot_serve_stop_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    tls_pair: tuple[Path, Path],
+    cert: str | None,
+    key: str | None,
+    message: str,
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    write_self_signed(other / "cert.pem", other / "key.pem")
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(tls_pair[1]), "-aes256", "-passout", "pass:secret",
+         "-out", str(tmp_path / "encrypted.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    files = {
+        "cert": tls_pair[0],
+        "key": tls_pair[1],
+        "missing": tmp_path / "missing.pem",
+        "other-key": other / "key.pem",
+        "encrypted-key": tmp_path / "encrypted.pem",
+    }
+    for variable, name in (("NGPU_TLS_CERT_FILE", cert), ("NGPU_TLS_KEY_FILE", key)):
+        if name is not None:
+            monkeypatch.setenv(variable, str(files[name]))
+    with pytest.raises(SettingsError, match=message) as raised:
+        load_settings()
+    assert "NGPU_TLS_CERT_FILE" in str(raised.value)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from events import GpuInfo, NodeDrained, NodeHeartbeat, NodeRegistered, NodeRevoked
 from services.callsign import deployment_secret
+from services.certs import certificate_sha256
 from services.hosts import HostPolicy, host_refusal
 from services.ingress.auth import AdminAuth, Context, JoinAuth, NodeAuth
 from services.ingress.clientip import client_ip, rate_key
@@ -43,7 +44,9 @@ async def register_node(
     _limit: RegisterLimit, _: JoinAuth, body: NodeRegister, context: Context
 ) -> dict[str, Any]:
     """Join the cluster; answers the node id and the node's own token (shown once). The
-    host must be one the dispatcher may call (`services.hosts`): 422 naming `host`."""
+    host must be one the dispatcher may call (`services.hosts`): 422 naming `host`. The
+    proxies' certificate, when given, is recorded with its SHA-256 (the dispatcher's pin):
+    422 naming `proxy_cert` when it is not one PEM certificate."""
     refusal = await host_refusal(body.host, context.hosts or HostPolicy())
     if refusal is not None:
         raise Unprocessable(f"the node's host is refused: {refusal}", field="host")
@@ -56,6 +59,8 @@ async def register_node(
         gpus=tuple(GpuInfo(normalize_gpu_type(g.type), g.memory_mb) for g in body.gpus),
         runtime=body.runtime,
         token_sha256=digest(token),
+        proxy_cert=body.proxy_cert,
+        proxy_cert_sha256=certificate_sha256(body.proxy_cert) if body.proxy_cert else "",
     )
     await context.publish([event])
     settings = context.settings
@@ -136,6 +141,8 @@ def node_body(node: NodeView, context: Context, now: datetime) -> dict[str, Any]
         "host": reg.host,
         "region": reg.region,
         "runtime": reg.runtime,
+        "proxy_cert": reg.proxy_cert,
+        "proxy_cert_sha256": reg.proxy_cert_sha256,
         "gpus": [asdict(g) for g in reg.gpus],
         "healthy": node.healthy(now, context.settings.node_lost_after_s),
         "draining": node.draining,

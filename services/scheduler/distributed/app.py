@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faust
+from faust.types.auth import CredentialsT
 
+from services.bus.security import KafkaSecurity
 from services.settings import Settings
 
 APP_ID = "ngpu-scheduler"
@@ -44,12 +46,31 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
 
 
+def broker_credentials(security: KafkaSecurity) -> CredentialsT | None:
+    """`security` as faust's `broker_credentials`, which faust turns into the same
+    aiokafka options the bus's clients take (`KafkaSecurity.client_options`)."""
+    security.check()
+    if not security.uses_tls and not security.uses_sasl:
+        return None
+    context = security.ssl_context()
+    if not security.uses_sasl:
+        return faust.SSLCredentials(context)
+    assert security.password is not None  # `check` made sure
+    return faust.SASLCredentials(
+        username=security.username,
+        password=security.password.get_secret_value(),
+        ssl_context=context,  # None: SASL_PLAINTEXT
+        mechanism=security.sasl_mechanism,
+    )
+
+
 def build_app(settings: Settings, timing: GroupTiming, datadir: Path) -> faust.App:
     """An unstarted app for the settings' Kafka cluster. `datadir` is where faust keeps
     its (here empty: memory store, no tables) table directory."""
     app = faust.App(
         app_id(settings),
         broker=broker_urls(settings.kafka_bootstrap),
+        broker_credentials=broker_credentials(KafkaSecurity.from_settings(settings)),
         store="memory://",
         datadir=str(datadir),
         autodiscover=False,

@@ -9,6 +9,7 @@ import pytest
 
 from events import DeploymentRequested, NodeHeartbeat, NodeRegistered, topics
 from services.bus import decode_record, publish_events
+from services.certs import proxy_certificate
 from tests.services.ingress.conftest import ControlPlane
 from tests.support.disk import fill_disk, make_room
 
@@ -19,6 +20,9 @@ NODE: dict[str, Any] = {
     "region": "eu-1",
     "runtime": "process",
 }
+
+CERT = proxy_certificate()
+NOT_X509 = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"
 
 
 async def _register(cp: ControlPlane, **changes: Any) -> dict[str, Any]:
@@ -60,6 +64,30 @@ async def test_listing_shows_the_node_healthy(control_plane: ControlPlane) -> No
     assert entry["deployments"][0]["state"] == "requested"
 
 
+async def test_register_records_the_proxy_certificate_and_its_pin(
+    control_plane: ControlPlane,
+) -> None:
+    # The pin is the control plane's own digest of what it recorded, not the agent's word.
+    node = await _register(control_plane, proxy_cert="\n" + CERT.pem + "\n")
+    events = [decode_record(r).event async for r in control_plane.bus.replay([topics.NODES])]
+    (registered,) = [e for e in events if isinstance(e, NodeRegistered)]
+    assert registered.proxy_cert == CERT.pem
+    assert registered.proxy_cert_sha256 == CERT.sha256
+    listing = (await control_plane.http.get("/v1/nodes", headers=control_plane.admin())).json()
+    (entry,) = listing["nodes"]
+    assert entry["node_id"] == node["node_id"]
+    assert (entry["proxy_cert"], entry["proxy_cert_sha256"]) == (CERT.pem, CERT.sha256)
+
+
+async def test_a_node_without_a_certificate_is_recorded_as_plain_http(
+    control_plane: ControlPlane,
+) -> None:
+    await _register(control_plane)
+    events = [decode_record(r).event async for r in control_plane.bus.replay([topics.NODES])]
+    (registered,) = [e for e in events if isinstance(e, NodeRegistered)]
+    assert (registered.proxy_cert, registered.proxy_cert_sha256) == ("", "")
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -68,6 +96,10 @@ async def test_listing_shows_the_node_healthy(control_plane: ControlPlane) -> No
         ({"host": "10.0.0.1:8080"}, "host"),
         ({"runtime": "vm"}, "runtime"),
         ({"gpus": [{"type": "", "memory_mb": 1}]}, "gpus.0.type"),
+        ({"proxy_cert": "not a certificate"}, "proxy_cert"),
+        ({"proxy_cert": CERT.pem + CERT.pem}, "proxy_cert"),  # one certificate, not a chain
+        ({"proxy_cert": CERT.pem.replace("CERTIFICATE", "PRIVATE KEY")}, "proxy_cert"),
+        ({"proxy_cert": NOT_X509}, "proxy_cert"),
     ],
 )
 async def test_bad_registrations_name_the_field(

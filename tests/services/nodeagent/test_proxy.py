@@ -1,11 +1,14 @@
 """The agent's authenticating proxy: only calls signed with the deployment's secret reach
-the container; everything else gets 401 and the container sees nothing."""
+the container; everything else gets 401 and the container sees nothing. Over TLS, the
+dispatcher accepts only the certificate the node registered."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import httpx
@@ -13,13 +16,15 @@ import pytest
 from aiohttp import web
 
 from events import TaskCompleted, TaskDispatched, TaskFailed
-from services.callsign import PROXY_ERROR_HEADER, deployment_secret, sign
+from services.callsign import PROXY_ERROR_HEADER, ReplayGuard, deployment_secret, sign
+from services.certs import proxy_certificate
 from services.dispatcher.call import CallPolicy, call_node
 from services.nodeagent.proxy import DeploymentProxies
 
 KEY = b"k" * 32
 DEPLOYMENT = "dep-1"
 SECRET = deployment_secret(KEY, DEPLOYMENT)
+CERT, OTHER = proxy_certificate(), proxy_certificate()  # the registered one, and another
 
 
 @dataclass
@@ -71,6 +76,10 @@ async def proxy(container: Container) -> AsyncIterator[int]:
 PATH = "/v1/run?x=1"
 
 
+def _without_nonce(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k != "X-NGPU-Nonce"}
+
+
 # Headers are made when the test runs (not at collection): a signature's time counts.
 @pytest.mark.parametrize(
     "make_headers",
@@ -88,8 +97,22 @@ PATH = "/v1/run?x=1"
         lambda: sign(deployment_secret(KEY, "dep-2"), "POST", PATH, "t1"),  # another deployment
         lambda: sign(deployment_secret(b"x" * 32, DEPLOYMENT), "POST", PATH, "t1"),  # key
         lambda: {**sign(SECRET, "POST", PATH, "t1"), "X-NGPU-Task-ID": "t2"},  # another task
+        lambda: {**sign(SECRET, "POST", PATH, "t1"), "X-NGPU-Nonce": "0" * 32},  # nonce
+        lambda: _without_nonce(sign(SECRET, "POST", PATH, "t1")),
     ],
-    ids=["none", "bad", "expired", "future", "path", "method", "deployment", "key", "task"],
+    ids=[
+        "none",
+        "bad",
+        "expired",
+        "future",
+        "path",
+        "method",
+        "deployment",
+        "key",
+        "task",
+        "nonce",
+        "no-nonce",
+    ],
 )
 async def test_unsigned_or_badly_signed_calls_never_reach_the_container(
     proxy: int, container: Container, make_headers: Callable[[], dict[str, str]]
@@ -116,6 +139,32 @@ async def test_a_signed_call_goes_through(proxy: int, container: Container) -> N
     assert (method, path, body) == ("POST", PATH, b'{"a":1}')
     assert seen_headers["X-NGPU-Task-ID"] == "t1"
     assert "X-NGPU-Signature" not in seen_headers  # the secret's product stays at the proxy
+
+
+async def test_a_replayed_call_never_reaches_the_container(
+    proxy: int, container: Container
+) -> None:
+    """A signed call captured on the way (within its 30 s window) and sent again is refused."""
+    headers = sign(SECRET, "POST", PATH, "t1")
+    async with httpx.AsyncClient(trust_env=False) as http:
+        url = f"http://127.0.0.1:{proxy}{PATH}"
+        first = await http.post(url, content=b"{}", headers=headers)
+        again = await http.post(url, content=b"{}", headers=headers)
+        fresh = await http.post(url, content=b"{}", headers=sign(SECRET, "POST", PATH, "t1"))
+    assert (first.status_code, again.status_code, fresh.status_code) == (201, 401, 201)
+    assert again.headers[PROXY_ERROR_HEADER] == "unauthorized"
+    assert len(container.seen) == 2
+
+
+def test_the_replay_guard_forgets_nonces_once_their_window_has_passed() -> None:
+    guard = ReplayGuard(max_skew_s=30)
+    headers = sign(SECRET, "POST", PATH, "t1")
+    assert guard.first_use(headers, now=1000.0)
+    assert not guard.first_use(headers, now=1059.0)
+    assert guard.first_use(sign(SECRET, "POST", PATH, "t1"), now=1059.5)
+    assert len(guard) == 2
+    assert guard.first_use(headers, now=1060.0)  # verify refuses its timestamp by then
+    assert len(guard) == 2  # the first two were forgotten, this one remembered
 
 
 async def test_a_streamed_answer_is_relayed_whole(proxy: int, container: Container) -> None:
@@ -171,3 +220,79 @@ async def test_a_closed_deployment_stops_listening(container: Container) -> None
         with pytest.raises(httpx.ConnectError):
             await http.get(f"http://127.0.0.1:{ports['8080']}/")
     await proxies.aclose()
+
+
+@pytest.fixture
+async def tls_proxy(container: Container) -> AsyncIterator[int]:
+    proxies = DeploymentProxies("127.0.0.1", tls=CERT.context)
+    ports = await proxies.open(DEPLOYMENT, (8080,), SECRET)
+    proxies.route(DEPLOYMENT, {"8080": container.port})
+    yield ports["8080"]
+    await proxies.aclose()
+
+
+async def test_the_dispatcher_calls_a_tls_proxy_trusting_its_registered_certificate(
+    tls_proxy: int, container: Container
+) -> None:
+    dispatch = _dispatch(tls_proxy, proxy_cert_sha256=CERT.sha256)
+    async with aiohttp.ClientSession() as session:
+        outcome = await call_node(session, dispatch, CallPolicy(call_key=KEY))
+        again = await call_node(session, replace(dispatch, attempt=2), CallPolicy(call_key=KEY))
+    assert isinstance(outcome, TaskCompleted), outcome
+    assert isinstance(again, TaskCompleted), again
+    assert outcome.status_code == 201 and len(container.seen) == 2
+
+
+async def test_the_registered_certificate_is_a_trust_anchor_of_its_own(
+    tls_proxy: int, container: Container
+) -> None:
+    # Self-signed and CA:TRUE: a client may also verify it as its only CA (no host name).
+    context = ssl.create_default_context(cadata=CERT.pem)
+    context.check_hostname = False
+    async with httpx.AsyncClient(trust_env=False, verify=context) as http:
+        signed = await http.post(f"https://127.0.0.1:{tls_proxy}{PATH}", content=b"{}",
+                                 headers=sign(SECRET, "POST", PATH, "t1"))  # fmt: skip
+    assert signed.status_code == 201
+    other = ssl.create_default_context(cadata=OTHER.pem)
+    other.check_hostname = False
+    async with httpx.AsyncClient(trust_env=False, verify=other) as http:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await http.get(f"https://127.0.0.1:{tls_proxy}/")
+
+
+async def test_a_tls_proxy_takes_no_plain_http(tls_proxy: int, container: Container) -> None:
+    async with httpx.AsyncClient(trust_env=False) as http:
+        with pytest.raises(httpx.TransportError):
+            await http.post(f"http://127.0.0.1:{tls_proxy}{PATH}", content=b"{}",
+                            headers=sign(SECRET, "POST", PATH, "t1"))  # fmt: skip
+    assert container.seen == []
+
+
+async def test_a_peer_with_another_certificate_never_gets_the_request() -> None:
+    # A man in the middle at the node's address, with a certificate of its own (or the
+    # registered one's PEM without its key, which TLS refuses anyway): the call fails as
+    # the node's failure, before one byte of the request is sent.
+    received: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            received.append(await reader.read())
+        except (ConnectionError, ssl.SSLError):
+            received.append(b"")
+        writer.close()
+
+    server = await asyncio.start_server(record, "127.0.0.1", 0, ssl=OTHER.context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            dispatch = _dispatch(port, proxy_cert_sha256=CERT.sha256, request_body="secret body")
+            outcome = await call_node(session, dispatch, CallPolicy(call_key=KEY))
+        async with asyncio.timeout(5):
+            while not received:  # noqa: ASYNC110 - the server's handler runs apart
+                await asyncio.sleep(0.01)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert isinstance(outcome, TaskFailed), outcome
+    assert outcome.code == "node_certificate_mismatch" and outcome.retryable
+    assert received == [b""]

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
-from events import DeploymentRequested, GpuInfo
+from events import DeploymentRequested, GpuInfo, TaskCompleted, TaskDispatched
 from services.bus import publish_events
 from services.callsign import deployment_secret, sign
+from services.certs import proxy_certificate
+from services.dispatcher.call import CallPolicy, call_node
 from services.nodeagent.agent import AgentIdentity, NodeAgent
 from services.nodeagent.control import ControlPlaneClient
 from services.nodeagent.runtimes import ProcessRuntime, StatusCallback, container_spec
@@ -57,7 +60,9 @@ async def node(
     control_plane: ControlPlane,  # noqa: F811
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Node]:
+    """A node whose proxies serve plain HTTP, or HTTPS when parametrized with True."""
     caplog.set_level(logging.DEBUG)
     cp = control_plane
     created = await cp.http.post("/v1/workspaces", json=WORKSPACE, headers=cp.admin())
@@ -69,7 +74,10 @@ async def node(
     def build(on_status: StatusCallback) -> ProcessRuntime:
         return ProcessRuntime(quick_config(tmp_path), on_status)
 
-    agent = NodeAgent(client, identity, build, poll_wait_s=0.5, retry_s=0.1)
+    certificate = proxy_certificate() if getattr(request, "param", False) else None
+    agent = NodeAgent(
+        client, identity, build, poll_wait_s=0.5, retry_s=0.1, certificate=certificate
+    )
     running = asyncio.create_task(agent.run())
     registration = await _wait(lambda: agent.registration)
     deployment_id = "dep-trust-1"
@@ -163,3 +171,28 @@ async def test_the_registered_port_is_the_proxy_not_the_container(
         assert signed.status_code == 200, signed.text
     assert signed.json()["port"] == container_port
     assert signed.json()["env"]["NGPU_BIND_HOST"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("node", [True], indirect=True, ids=["proxy-tls"])
+async def test_a_tls_node_is_called_trusting_the_certificate_it_registered(
+    node: Node,
+    control_plane: ControlPlane,  # noqa: F811
+) -> None:
+    registration = node.agent.client.registration
+    assert registration is not None
+    registered = control_plane.context.follower.directory.nodes[registration.node_id].registered
+    assert registered.proxy_cert == node.agent.identity.proxy_cert != ""
+    dispatch = TaskDispatched(
+        task_id="task-1", workspace_id=node.workspace_id, attempt=1,
+        node_id=registration.node_id, node_ip="127.0.0.1", node_address=registered.address,
+        deployment_id=node.deployment_id, host_port=node.ready_port, param_url="/echo",
+        request_body='{"hello": 1}', proxy_cert_sha256=registered.proxy_cert_sha256,
+    )  # fmt: skip
+    policy = CallPolicy(call_key=control_plane.context.node_call_key)
+    async with aiohttp.ClientSession() as session:
+        outcome = await call_node(session, dispatch, policy)
+    assert isinstance(outcome, TaskCompleted), outcome
+    assert outcome.status_code == 200 and "hello" in outcome.response_body
+    async with httpx.AsyncClient(trust_env=False) as http:
+        with pytest.raises(httpx.TransportError):  # the proxy speaks TLS only
+            await http.get(f"http://127.0.0.1:{node.ready_port}/health")

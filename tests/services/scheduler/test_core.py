@@ -20,6 +20,7 @@ from tests.services.scheduler.builders import (
     Cluster,
     dispatched,
     failed,
+    node_registered,
     submitted,
 )
 
@@ -54,6 +55,23 @@ def test_placement_names_the_target_and_builds_the_dispatch() -> None:
     assert (event.task_id, event.workspace_id, event.attempt) == ("t1", "ws", 1)
     assert (event.node_id, event.deployment_id) == (p.node_id, p.deployment_id)
     assert (event.node_ip, event.node_address, event.host_port) == (p.host, p.address, p.host_port)
+
+
+def test_the_dispatch_pins_the_certificate_its_node_registered() -> None:
+    c = Cluster()
+    pinned, plain = "ab" * 32, ""
+    c.fold(replace(node_registered("n1"), proxy_cert="PEM", proxy_cert_sha256=pinned))
+    c.fold(node_registered("n2"))
+    c.workspace("ws", concurrency=1)
+    c.replica("d1", "n1", "ws", host_ports={"8080": 31001})
+    c.replica("d2", "n2", "ws", host_ports={"8080": 31002})
+    seen = {}
+    for task_id in ("t1", "t2"):  # one slot each: one task on each node
+        p = _placed(schedule(c.state, c.request(task_id, "ws")))
+        event = dispatch_event(c.state, submitted(task_id, "ws"), p, attempt=1)
+        c.fold(event)
+        seen[event.node_id] = event.proxy_cert_sha256
+    assert seen == {"n1": pinned, "n2": plain}
 
 
 def test_the_dispatch_carries_the_request_from_submission_through_retries() -> None:
