@@ -15,6 +15,7 @@ are given back to the file system.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -33,8 +34,9 @@ log = logging.getLogger(__name__)
 
 PRUNE_BATCH = 5_000
 """Records deleted per transaction: a few milliseconds of the writer's time."""
-VACUUM_PAGES = 4_096
-"""Pages given back to the file system per step (16 MiB of 4 KiB pages)."""
+VACUUM_PAGES = 1_024
+"""Pages given back to the file system per writer transaction (4 MiB of 4 KiB pages,
+tens of milliseconds)."""
 _EVERYTHING = 1 << 62
 
 
@@ -113,22 +115,38 @@ async def prune(
     return deleted
 
 
-def give_back_space(path: Path) -> int:
-    """Return the file's free pages to the file system; how many were freed. Runs on a
-    connection of its own (the bus's writer waits on its lock, as with any writer)."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+async def give_back_space(bus: EmbeddedBus) -> int:
+    """Return the file's free pages to the file system; how many were freed. Each step of
+    `VACUUM_PAGES` pages is one of the bus writer's transactions, queued like a publish:
+    publishes interleave with the steps, never waiting behind the whole vacuum (a
+    connection of its own would hold SQLite's write lock for as long as the file is
+    large, and starve them). Then the WAL is truncated."""
+    before = left = int(await bus.read(_free_pages))
+    while left:
+        now = int(await bus.write(_vacuum_step))
+        if now >= left:
+            break  # a file created without auto_vacuum: its free pages are reused
+        left = now
+    await asyncio.to_thread(_truncate_wal, bus.path)
+    return before - left
+
+
+def _free_pages(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+
+def _vacuum_step(conn: sqlite3.Connection) -> int:
+    # Each step of the statement frees one page; the module steps an execute only once.
+    for _ in range(VACUUM_PAGES):
+        conn.execute("PRAGMA incremental_vacuum(1)")
+    return _free_pages(conn)
+
+
+def _truncate_wal(path: Path) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5)
     try:
-        before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-        left = before
-        while left:
-            # `executescript` steps the pragma to its end; a plain execute frees one page.
-            conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
-            now = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-            if now >= left:
-                break  # a file created without auto_vacuum: its free pages are reused
-            left = now
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return before - left
+        with contextlib.suppress(sqlite3.OperationalError):  # busy: the next round will
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
 
@@ -142,7 +160,7 @@ async def keep_pruning(
         try:
             deleted = await prune(bus, policy)
             if deleted:
-                freed = await asyncio.to_thread(give_back_space, bus.path)
+                freed = await give_back_space(bus)
                 log.info("retention deleted %d records, gave back %d pages", deleted, freed)
         except (BusError, sqlite3.Error) as exc:
             log.warning("retention could not prune the log (again in %.0fs): %s", interval_s, exc)
