@@ -46,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +62,8 @@ JOIN = "bench-join"
 PAYLOAD = "x" * 1024
 BENCH_NODE_ADDRESS = "0x" + "be" * 20
 BENCH_GPU = "A10"
+SLOW_LISTEN_S = 5.0
+"""A start not listening by then has its threads' kernel waits printed (once)."""
 IDLE_S = 10.0
 """Then the CPU of the idle `ngpu up` (the demo's agent heartbeating) over this long."""
 SETTLE_S = 5.0
@@ -70,8 +73,8 @@ LIVENESS_S = 300.0
 PRUNE_EVERY_S = 30.0
 RESTARTS = (("SIGTERM", 0.0), ("SIGKILL", 0.0), ("SIGTERM", 20.0))
 """Each scenario's restarts: at once, and after longer than NGPU_NODE_LOST_AFTER_S (15 s)
-down (the demo's agent registers as a new node at every start; its replica stays on the
-old node until that one is lost)."""
+down (the demo's agent resumes as the same node, unless it was declared lost meanwhile:
+then its heartbeat brings it back, empty, and the replica is placed again)."""
 PHASE_LOGGERS = (
     "services.bus.progress", "services.checkpoints", "services.readiness",
     "services.bus.retention", "services.nodeagent.agent",
@@ -125,6 +128,15 @@ def label(pid: int) -> str:
     if " node " in cmd:
         return "node agent"
     return cmd.split()[-1][:30]
+
+
+def thread_waits(pid: int) -> Counter[str]:
+    """Where the process's threads wait in the kernel (`wchan`), counted."""
+    found: Counter[str] = Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found[(task / "wchan").read_text() or "running"] += 1
+    return found
 
 
 def disk_bytes(path: Path) -> int:
@@ -314,6 +326,7 @@ class System:
             pollers.append(threading.Thread(target=poll_echo, args=("serve_bench", bench_id)))
         for poller in pollers:
             poller.start()
+        waits: Counter[str] = Counter()
         wanted = {"serve", "demo", "ready"} | ({"serve_bench"} if self.bench_workspace else set())
         try:
             with httpx.Client(base_url=self.base, trust_env=False) as http:
@@ -323,6 +336,10 @@ class System:
                         raise SystemExit(f"not serving after {now:.0f} s; see {self.log_path}")
                     if "demo" not in marks and b"demo workspace:" in self.log_path.read_bytes():
                         mark("demo")
+                    if "listen" not in marks and now > SLOW_LISTEN_S and not waits:
+                        waits.update(thread_waits(self.process.pid))
+                        print(f"  not listening after {SLOW_LISTEN_S:.0f} s; the threads wait "
+                              f"in {dict(waits)}", flush=True)  # fmt: skip
                     if "ready" not in marks:
                         with contextlib.suppress(httpx.TransportError):
                             answer = http.get("/readyz", timeout=5)
@@ -354,7 +371,8 @@ class System:
             )  # fmt: skip
         from services.demo import demo_workspace
 
-        body = {**demo_workspace(), "name": "bench-echo", "concurrency": 64,
+        name = f"bench-echo-{os.getpid()}-{self.starts}"  # names are unique per ingress
+        body = {**demo_workspace(), "name": name, "concurrency": 64,
                 "gpu": {"type": BENCH_GPU, "count": 1}}  # fmt: skip
         admin = {"Authorization": f"Bearer {ADMIN}"}
         with httpx.Client(base_url=self.base, headers=admin, trust_env=False) as http:
@@ -727,14 +745,22 @@ def fresh(args: argparse.Namespace, root: Path) -> list[Restart]:
 
 
 def history(args: argparse.Namespace, root: Path) -> tuple[list[Restart], dict[str, Any]]:
-    system = System(root / "history", system_env(args))
-    system.data_dir.mkdir()
+    """Build the history (or, with `--reuse`, start on a kept one and add heartbeats only),
+    then the restarts."""
+    data_dir = Path(args.reuse).resolve() if args.reuse else root / "history"
+    system = System(data_dir, system_env(args))
+    system.starts = len(list(data_dir.glob("up-*.log")))
+    data_dir.mkdir(exist_ok=True)
     results: list[Restart] = []
     built: dict[str, Any] = {}
     try:
         first_start(system)
         system.start_bench_node()
-        built["tasks"] = build_tasks(system, args)
+        if args.reuse:
+            records = log_contents(data_dir / "bus.sqlite3")["records"]
+            built["tasks"] = {"tasks": records.get("ngpu.tasks", 0) // 3, "seconds": 0, "rate": 0}
+        else:
+            built["tasks"] = build_tasks(system, args)
         built["heartbeats"] = heartbeats(system, args.nodes, args.heartbeat_s, args.clients)
         hb = built["heartbeats"]
         print(f"  heartbeats: {hb['heartbeats']:,} from {args.nodes:,} nodes in "
@@ -872,6 +898,8 @@ def main() -> None:
     parser.add_argument("--skip-fresh", action="store_true")
     parser.add_argument("--skip-history", action="store_true")
     parser.add_argument("--skip-liveness-wait", action="store_true")
+    parser.add_argument("--reuse", default="", metavar="DIR",
+                        help="a history data dir kept by --keep: no tasks are added")  # fmt: skip
     parser.add_argument(
         "--after-retention",
         default="",
