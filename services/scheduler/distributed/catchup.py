@@ -102,8 +102,14 @@ class CatchUpConsumer:
                 {position: end for position, end in ends.items() if position[0] in part}
                 for part, _ in self._parts
             ]
-        for _, consumer in self._parts:
+        for (_, consumer), behind in zip(self._parts, self._behind, strict=True):
             await consumer.start()
+            # A partition a checkpoint already covers to its end delivers nothing: waiting
+            # for it would hold back every decision until some fetch came back empty, which
+            # steady traffic on another partition never lets happen.
+            at = await consumer.positions()
+            for position in [p for p, end in behind.items() if at.get(p, 0) >= end]:
+                del behind[position]
 
     async def fetch(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
         await self.start()
