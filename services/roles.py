@@ -1,9 +1,10 @@
 """Running roles in one process: `ngpu up` runs them all on the embedded backends,
 `ngpu serve --roles ...` any subset against Kafka.
 
-The roles (ingress over HTTP, scheduler, dispatcher, projector) share one bus and, for
-the ingress and the projector, one ClickHouse client: chdb allows one engine per process
-(docs/architecture.md), so the roles that use the data dir live in the process that holds it.
+The roles (ingress over HTTP, scheduler, dispatcher, projector, webhooks) share one bus
+and, for the ingress and the projector, one ClickHouse client: chdb allows one engine per
+process (docs/architecture.md), so the roles that use the data dir live in the process that
+holds it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from services.ingress.tokens import load_or_create
 from services.readiness import Component, Readiness
 from services.scheduler.runner import SchedulerRunner
 from services.settings import Settings
+from services.webhooks.retry import RetryPolicy
+from services.webhooks.salts import webhook_key
+from services.webhooks.targets import policy_from_settings
+from services.webhooks.worker import WebhookWorker
 
 log = logging.getLogger(__name__)
 DATABASE = "ngpu"
@@ -109,7 +114,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-Role = Literal["ingress", "scheduler", "dispatcher", "projector"]
+Role = Literal["ingress", "scheduler", "dispatcher", "projector", "webhooks"]
 ALL_ROLES: frozenset[Role] = frozenset(get_args(Role))
 
 
@@ -137,6 +142,15 @@ def check_roles(settings: Settings, roles: frozenset[Role]) -> None:
             "be split across processes: set NGPU_BUS=kafka, or run every role (ngpu up)"
         )
     if (
+        settings.bus == "kafka"
+        and "webhooks" in roles
+        and not (settings.webhook_key or settings.admin_token)
+    ):
+        raise RolesError(
+            "the webhooks role signs with secrets the ingress answered, derived from a key "
+            "they must share: set NGPU_WEBHOOK_KEY (or NGPU_ADMIN_TOKEN) alike on both"
+        )
+    if (
         settings.resolved_clickhouse_dsn.startswith("chdb:")
         and "ingress" in roles
         and ("projector" not in roles)
@@ -144,6 +158,16 @@ def check_roles(settings: Settings, roles: frozenset[Role]) -> None:
         raise RolesError(
             "with an embedded ClickHouse (chdb) the ingress reads the projections of its own "
             "process: run --roles ingress,projector, or set NGPU_CLICKHOUSE_DSN to a server"
+        )
+    if (
+        settings.bus == "kafka"
+        and roles & {"ingress", "dispatcher"}
+        and not (settings.node_call_key or settings.admin_token)
+    ):
+        raise RolesError(
+            "the dispatcher signs node calls with deployment secrets the ingress hands to "
+            "nodes, derived from a key they must share: set NGPU_NODE_CALL_KEY (or "
+            "NGPU_ADMIN_TOKEN) alike on both"
         )
 
 
@@ -244,11 +268,40 @@ async def run_roles(
                 lambda: Dispatcher(bus, policy, max_concurrency=concurrency, ready=caller).run(),
                 stopping,
             )  # fmt: skip
+        if "webhooks" in roles:
+            jobs["webhooks"] = _restarting(
+                "webhooks", _webhooks(settings, bus, readiness.component("webhooks")), stopping
+            )
         if isinstance(bus, EmbeddedBus):  # Kafka applies its topics' retention itself
             jobs["retention"] = keep_pruning(bus, retention_policy(settings.log_retention_hours))
         # Jobs that end by themselves once `stopping` is set (the rest are cancelled).
         graceful = {"http", "scheduler"} if settings.bus == "kafka" else {"http"}
         await _supervise(jobs, graceful, server, stopping, on_ready, on_stop, readiness)
+
+
+def _webhooks(settings: Settings, bus: Bus, ready: Component) -> Callable[[], Awaitable[None]]:
+    """The webhooks role, made anew at each (re)start: it folds its state from the log."""
+    key = webhook_key(settings)
+    hosts = policy_from_settings(settings.webhook_host_allow)
+    retry = RetryPolicy(
+        settings.webhook_retry_base_s, settings.webhook_retry_max_s,
+        settings.webhook_retry_window_s,
+    )  # fmt: skip
+    if settings.bus == "kafka" and settings.webhook_retry_window_s > (
+        settings.log_retention_hours * 3600
+    ):
+        log.warning(
+            "NGPU_WEBHOOK_RETRY_WINDOW_S exceeds NGPU_LOG_RETENTION_HOURS: retries still "
+            "pending when their task's records age out of Kafka are lost at a restart"
+        )
+
+    def run() -> Awaitable[None]:
+        return WebhookWorker(
+            bus, key, hosts=hosts, retry=retry, ready=ready,
+            checkpoint_interval_s=settings.checkpoint_interval_s,
+        ).run()  # fmt: skip
+
+    return run
 
 
 async def _ingress(
@@ -279,7 +332,7 @@ async def _ingress(
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         ip_limiter=RateLimiter(settings.brc20_check_rate_per_s, settings.brc20_check_burst),
         flush_projections=flush_projections, readiness=readiness,
-        node_call_key=node_call_key(settings),
+        node_call_key=node_call_key(settings), webhook_key=webhook_key(settings),
     )  # fmt: skip
     return _Server(server_config(create_app(context), settings)), follower
 

@@ -35,7 +35,7 @@ def _settings(tmp_path: Path, **values: object) -> Settings:
 def test_roles_parse_from_a_comma_list() -> None:
     assert parse_roles("ingress, projector") == {"ingress", "projector"}
     assert parse_roles("dispatcher") == {"dispatcher"}
-    assert parse_roles("ingress,scheduler,dispatcher,projector") == ALL_ROLES
+    assert parse_roles("ingress,scheduler,dispatcher,projector,webhooks") == ALL_ROLES
 
 
 @pytest.mark.parametrize("text", ["", " , ", "ingress,gateway", "Ingress"])
@@ -51,12 +51,35 @@ def test_the_embedded_log_cannot_be_split_across_processes(tmp_path: Path) -> No
 
 
 def test_an_ingress_on_chdb_needs_the_projector_beside_it(tmp_path: Path) -> None:
-    kafka = _settings(tmp_path, bus="kafka")
+    kafka = _settings(tmp_path, bus="kafka", admin_token="a")
     with pytest.raises(RolesError, match="--roles ingress,projector"):
         check_roles(kafka, frozenset({"ingress"}))
     check_roles(kafka, frozenset({"ingress", "projector"}))
-    server = _settings(tmp_path, bus="kafka", clickhouse_dsn="http://u:p@127.0.0.1:8123/ngpu")
+    server = _settings(tmp_path, bus="kafka", admin_token="a",
+                       clickhouse_dsn="http://u:p@127.0.0.1:8123/ngpu")  # fmt: skip
     check_roles(server, frozenset({"ingress"}))
+
+
+def test_webhooks_on_kafka_need_the_key_the_ingress_derives_secrets_from(
+    tmp_path: Path,
+) -> None:
+    # A key generated into this process's data dir would sign with secrets no customer has.
+    with pytest.raises(RolesError, match="NGPU_WEBHOOK_KEY"):
+        check_roles(_settings(tmp_path, bus="kafka"), frozenset({"webhooks"}))
+    check_roles(_settings(tmp_path, bus="kafka", webhook_key="k"), frozenset({"webhooks"}))
+    check_roles(_settings(tmp_path, bus="kafka", admin_token="a"), frozenset({"webhooks"}))
+
+
+@pytest.mark.parametrize("role", ["ingress", "dispatcher"])
+def test_on_kafka_ingress_and_dispatcher_need_the_node_call_key_they_share(
+    tmp_path: Path, role: str
+) -> None:
+    # A key generated into each process's data dir signs calls no node proxy accepts.
+    roles = frozenset({role, "projector"})
+    with pytest.raises(RolesError, match="NGPU_NODE_CALL_KEY"):
+        check_roles(_settings(tmp_path, bus="kafka"), roles)
+    check_roles(_settings(tmp_path, bus="kafka", node_call_key="k"), roles)
+    check_roles(_settings(tmp_path, bus="kafka", admin_token="a"), roles)
 
 
 def test_projectors_share_a_group_on_a_server_and_not_on_chdb(tmp_path: Path) -> None:
@@ -81,7 +104,7 @@ def _serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
 
 def test_serve_says_when_kafka_cannot_be_reached(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
-    result = _serve(tmp_path, "--roles", "dispatcher", NGPU_BUS="kafka",
+    result = _serve(tmp_path, "--roles", "dispatcher", NGPU_BUS="kafka", NGPU_ADMIN_TOKEN="a",
                     NGPU_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}")  # fmt: skip
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
@@ -97,7 +120,7 @@ def test_serve_says_when_kafka_cannot_be_reached(tmp_path: Path) -> None:
         (["--roles", "ingress"], {"NGPU_BUS": "kafka"}, "--roles ingress,projector"),
         (
             ["--roles", "ingress,projector"],
-            {"NGPU_BUS": "kafka"},
+            {"NGPU_BUS": "kafka", "NGPU_NODE_CALL_KEY": "k"},
             "NGPU_ADMIN_TOKEN and NGPU_NODE_JOIN_TOKEN are required",
         ),
     ],
@@ -152,7 +175,7 @@ def test_up_is_ready_once_every_role_has_caught_up(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=30)[0].decode()
         assert process.returncode == 0
-        roles = "projector, directory, tasks, scheduler, dispatcher"
+        roles = "projector, directory, tasks, scheduler, dispatcher, webhooks"
         assert f"ready: caught up with the log ({roles})" in output
 
 
