@@ -24,6 +24,7 @@ from events.registry import EVENT_TYPES, is_terminal
 from events.task import (
     BodyEncoding,
     TaskCancelled,
+    TaskCancelRequested,
     TaskCompleted,
     TaskDispatched,
     TaskExpired,
@@ -31,6 +32,13 @@ from events.task import (
     TaskMode,
     TaskRetried,
     TaskSubmitted,
+)
+from events.webhook import (
+    WebhookAbandoned,
+    WebhookAttempted,
+    WebhookDelivered,
+    WebhookKind,
+    WebhookSecretRotated,
 )
 from events.workspace import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
 
@@ -53,6 +61,7 @@ __all__ = [
     "NodeLost",
     "NodeRegistered",
     "NodeRevoked",
+    "TaskCancelRequested",
     "TaskCancelled",
     "TaskCompleted",
     "TaskDispatched",
@@ -61,6 +70,11 @@ __all__ = [
     "TaskMode",
     "TaskRetried",
     "TaskSubmitted",
+    "WebhookAbandoned",
+    "WebhookAttempted",
+    "WebhookDelivered",
+    "WebhookKind",
+    "WebhookSecretRotated",
     "WorkspaceDeleted",
     "WorkspaceRegistered",
     "WorkspaceUpdated",

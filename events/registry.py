@@ -13,12 +13,19 @@ from events.deployment import (
 from events.node import NodeDrained, NodeHeartbeat, NodeLost, NodeRegistered, NodeRevoked
 from events.task import (
     TaskCancelled,
+    TaskCancelRequested,
     TaskCompleted,
     TaskDispatched,
     TaskExpired,
     TaskFailed,
     TaskRetried,
     TaskSubmitted,
+)
+from events.webhook import (
+    WebhookAbandoned,
+    WebhookAttempted,
+    WebhookDelivered,
+    WebhookSecretRotated,
 )
 from events.workspace import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
 
@@ -43,8 +50,13 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskCompleted,
         TaskFailed,
         TaskRetried,
+        TaskCancelRequested,
         TaskCancelled,
         TaskExpired,
+        WebhookSecretRotated,
+        WebhookAttempted,
+        WebhookDelivered,
+        WebhookAbandoned,
     )
 }
 """Every event class by its wire `type` (the class name)."""

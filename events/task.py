@@ -15,6 +15,7 @@ from typing import ClassVar, Literal
 
 from events import topics
 from events.base import Event
+from events.webhook import WebhookKind
 
 BodyEncoding = Literal["utf-8", "base64"]
 """How a body is held in a `str`: as text, or base64 when the bytes are not UTF-8."""
@@ -56,6 +57,10 @@ class TaskSubmitted(TaskEvent):
     priority: int = 0
     ttl_s: float = 3600.0
     retry_on_timeout: bool = False
+    webhook: str = ""
+    """An absolute http(s) URL the `webhooks` role posts the task's `webhook_events` to,
+    signed (Standard Webhooks); checked at submission and again at each delivery."""
+    webhook_events: tuple[WebhookKind, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +139,19 @@ class TaskRetried(TaskEvent):
     attempt: int
     excluded_node_ids: tuple[str, ...]
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCancelRequested(TaskEvent):
+    """The caller asked to cancel the task (`/user/cancelTask`). Not terminal: whoever
+    holds the task turns it into its `TaskCancelled` — the scheduler while it is not in
+    flight (queued, or between attempts), the dispatcher while an attempt's call runs
+    (it aborts the call). So each phase of a task has one emitter of its end, and an
+    outcome decided before the request is read wins, in the log and by the clock."""
+
+    task_id: str
+    workspace_id: str
+    reason: str = "cancelled by the caller"
 
 
 @dataclass(frozen=True, slots=True)

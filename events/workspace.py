@@ -23,6 +23,7 @@ class WorkspaceRegistered(WorkspaceEvent):
     `ports` are the container ports the image serves, the first being the default target.
     `retry_on_timeout`: whether an attempt that outlived `timeout_s` is tried again on
     another node (by default it is terminal: GPU work that overran once will overrun again).
+    `max_priority`: the highest `priority` (0-9) a task of the workspace may ask for.
     """
 
     workspace_id: str
@@ -40,6 +41,10 @@ class WorkspaceRegistered(WorkspaceEvent):
     timeout_s: float = 600.0
     concurrency: int = 1
     retry_on_timeout: bool = False
+    max_priority: int = 0
+    webhook_salt: str = ""
+    """What the workspace's first webhook signing secret is derived from (with a key only
+    the control plane holds): not itself secret. `WebhookSecretRotated` replaces it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class WorkspaceUpdated(WorkspaceEvent):
     replicas_max: int
     timeout_s: float
     retry_on_timeout: bool = False
+    max_priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

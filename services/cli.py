@@ -149,8 +149,8 @@ def up_command(
         bool, typer.Option("--demo", help="Also run a local node and the sample workspace.")
     ] = False,
 ) -> None:
-    """Run the whole system (ingress, scheduler, dispatcher, projector) in this process on
-    the embedded backends."""
+    """Run the whole system (ingress, scheduler, dispatcher, projector, webhooks) in this
+    process on the embedded backends."""
     from services.demo import DemoError, demo_settings
 
     overrides: dict[str, object] = {"bus": "embedded"}
@@ -220,7 +220,7 @@ def serve_command(
         str,
         typer.Option(
             help="Comma-separated roles to run in this process: "
-            "ingress, scheduler, dispatcher, projector."
+            "ingress, scheduler, dispatcher, projector, webhooks."
         ),
     ],
     port: Annotated[

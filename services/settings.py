@@ -119,6 +119,13 @@ class Settings(BaseSettings):
         "share it; unset: derived from NGPU_ADMIN_TOKEN when that is set, else generated "
         "into the data dir.",
     )
+    webhook_key: SecretStr | None = Field(
+        None,
+        description="Key from which each workspace's webhook signing secret is derived "
+        "(with a per-workspace salt kept in the workspace events). Every ingress and "
+        "webhooks process must share it; unset: derived from NGPU_ADMIN_TOKEN when that is "
+        "set, else generated into the data dir.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     heartbeat_interval_s: float = Field(
         2.0, gt=0, le=300, description="How often node agents heartbeat (told at registration)."
@@ -198,6 +205,28 @@ class Settings(BaseSettings):
         description="Container calls in flight per workspace and dispatcher (the scheduler "
         "keeps them within the workspace's ready replicas' slots); one workspace never "
         "waits for another's calls.",
+    )
+    webhook_host_allow: list[str] = Field(
+        default_factory=list,
+        description="CIDRs a webhook target may be in although loopback, private, link-local "
+        'or otherwise not global (JSON list, e.g. ["10.0.0.0/8"]). Checked at submission '
+        "and, for a DNS name, on every address it resolves to at each delivery.",
+    )
+    webhook_retry_base_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Pause before a webhook's second attempt; each later pause doubles "
+        "(up to NGPU_WEBHOOK_RETRY_MAX_S), and is drawn between half and all of that.",
+    )
+    webhook_retry_max_s: float = Field(
+        3600.0, gt=0, le=86_400, description="Longest pause between two webhook attempts."
+    )
+    webhook_retry_window_s: float = Field(
+        86_400.0,
+        gt=0,
+        le=7 * 86_400,
+        description="How long after its task's event a webhook is retried before it is abandoned.",
     )
     http_max_connections: int = Field(
         4096,
@@ -290,6 +319,17 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(value.strip(), strict=False)
             except ValueError as exc:
                 raise ValueError(f"NGPU_NODE_HOST_ALLOW: {value!r} is not a CIDR") from exc
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_host_allow_parse(self) -> Settings:
+        import ipaddress
+
+        for value in self.webhook_host_allow:
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"NGPU_WEBHOOK_HOST_ALLOW: {value!r} is not a CIDR") from exc
         return self
 
     @model_validator(mode="before")

@@ -18,7 +18,15 @@ Fair among workspaces: each workspace has its own calls in flight (at most
 `max_concurrency`; the scheduler already keeps them within its ready replicas' slots) and
 its own queue beyond them. The read loop never waits for a call slot, so a workspace
 whose container hangs holds only its own calls, and another's dispatches behind it in the
-log are called as soon as they are read."""
+log are called as soon as they are read.
+
+Cancels: a `TaskCancelRequested` read for a task whose attempt this dispatcher calls aborts
+the call (the connection to the node's proxy is closed, and the proxy closes its own to
+the container) and publishes the task's `TaskCancelled` instead of an outcome; a dispatch
+of a task whose cancel was requested, read later or held back, is never called, and ends
+the same way. An outcome the call returned before the request was read is published as
+usual and wins (the request then changes nothing here). The scheduler ends the tasks that
+have no attempt in flight (`ClusterState.cancels_due`)."""
 
 from __future__ import annotations
 
@@ -30,7 +38,16 @@ from collections import OrderedDict, deque
 
 import aiohttp
 
-from events import EventDecodeError, TaskCompleted, TaskDispatched, TaskFailed, is_terminal, topics
+from events import (
+    EventDecodeError,
+    TaskCancelled,
+    TaskCancelRequested,
+    TaskCompleted,
+    TaskDispatched,
+    TaskFailed,
+    is_terminal,
+    topics,
+)
 from services.bus import (
     Bus,
     BusError,
@@ -86,6 +103,10 @@ class Dispatcher:
         # `TaskDispatched` of the attempt (a stale scheduler leader's, or a redelivery)
         # is not called again.
         self._started: OrderedDict[tuple[str, int], None] = OrderedDict()
+        # Tasks not ended whose cancel was requested (their reasons), and the calls in
+        # flight by task and attempt, which such a request aborts.
+        self._cancels: OrderedDict[str, str] = OrderedDict()
+        self._calling: dict[str, dict[int, asyncio.Task[TaskCompleted | TaskFailed]]] = {}
         # Per partition: the offset after the last record read. A record elsewhere means
         # the consumer moved (start, assignment, seek): read what lies ahead first.
         self._read_to: dict[Partition, int] = {}
@@ -148,6 +169,8 @@ class Dispatcher:
         backlog = self._backlogs.get(where)
         if event is not None and is_terminal(event):
             self._remember_end(getattr(event, "task_id", ""))
+        elif isinstance(event, TaskCancelRequested):
+            self._cancel(event)
         if isinstance(event, TaskCompleted | TaskFailed):
             _first_time(self._started, (event.task_id, event.attempt))
         if event is not None and backlog is not None:
@@ -191,7 +214,9 @@ class Dispatcher:
             self._finished(record)
             return
         workspace = dispatch.workspace_id
-        if self._running.get(workspace, 0) < self.max_concurrency:
+        # A cancelled dispatch calls nothing: it only publishes its end, at once.
+        cancelled = dispatch.task_id in self._cancels
+        if cancelled or self._running.get(workspace, 0) < self.max_concurrency:
             self._start(dispatch, record)
         else:
             self._waiting.setdefault(workspace, deque()).append((dispatch, record))
@@ -224,9 +249,50 @@ class Dispatcher:
     def _finished(self, record: Record) -> None:
         self.tracker.finished(record.topic, record.partition, record.offset)
 
+    def _cancel(self, request: TaskCancelRequested) -> None:
+        """Abort the task's calls in flight, and end its dispatches waiting for a call
+        slot; remember the request for its dispatches read later (or held back)."""
+        task_id = request.task_id
+        if task_id in self._ended:
+            return
+        self._cancels[task_id] = request.reason
+        if len(self._cancels) > _ENDED_MEMORY:
+            self._cancels.popitem(last=False)
+        for call in self._calling.get(task_id, {}).values():
+            call.cancel()
+        waiting = self._waiting.get(request.workspace_id)
+        for entry in [e for e in waiting or () if e[0].task_id == task_id]:
+            assert waiting is not None
+            waiting.remove(entry)
+            self._start(*entry)
+
+    async def _outcome(
+        self, dispatch: TaskDispatched
+    ) -> TaskCompleted | TaskFailed | TaskCancelled:
+        """The call's outcome, or the task's `TaskCancelled` when its cancel was requested
+        before the call returned (the call is aborted then, or never made)."""
+        task_id, attempt = dispatch.task_id, dispatch.attempt
+        if task_id not in self._cancels:
+            call = asyncio.create_task(call_node(self.session, dispatch, self.policy))
+            calls = self._calling.setdefault(task_id, {})
+            calls[attempt] = call
+            try:
+                return await call
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if (current is not None and current.cancelling()) or task_id not in self._cancels:
+                    raise  # the dispatcher stops: not a cancel of the task
+            finally:
+                if calls.get(attempt) is call:
+                    del calls[attempt]
+                if not calls and self._calling.get(task_id) is calls:
+                    del self._calling[task_id]
+        reason = self._cancels.get(task_id, "cancelled by the caller")
+        return TaskCancelled(task_id=task_id, workspace_id=dispatch.workspace_id, reason=reason)
+
     async def _dispatch(self, dispatch: TaskDispatched, record: Record) -> None:
         try:
-            outcome = await call_node(self.session, dispatch, self.policy)
+            outcome = await self._outcome(dispatch)
             delay = _PUBLISH_RETRY_MIN_S
             while True:
                 try:
@@ -242,6 +308,7 @@ class Dispatcher:
             self._release(dispatch.workspace_id)
 
     def _remember_end(self, task_id: str) -> None:
+        self._cancels.pop(task_id, None)
         self._ended[task_id] = None
         if len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)

@@ -52,6 +52,9 @@ class IngressContext:
     readiness: Readiness = field(default_factory=Readiness)
     node_call_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     """Derives each deployment's secret (`services.callsign`); the dispatcher's must match."""
+    webhook_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    """Derives each workspace's webhook secret (`services.webhooks.secrets`); the webhooks
+    role's must match."""
 
     def __post_init__(self) -> None:
         self.proxies = self.proxies or parse_networks(self.settings.trusted_proxies)

@@ -43,6 +43,7 @@ class WorkspaceView:
     timeout_s: float
     created_at: datetime
     retry_on_timeout: bool = False
+    max_priority: int = 0
 
 
 @dataclass(slots=True)
@@ -83,7 +84,7 @@ class Directory:
             case WorkspaceRegistered():
                 self.workspaces[event.workspace_id] = WorkspaceView(
                     event, dict(event.env), event.replicas_min, event.replicas_max,
-                    event.timeout_s, at, event.retry_on_timeout,
+                    event.timeout_s, at, event.retry_on_timeout, max_priority=event.max_priority,
                 )  # fmt: skip
                 self.workspace_names[event.name] = event.workspace_id
                 self.workspace_digests[digest(event.workspace_id)] = event.workspace_id
@@ -93,6 +94,7 @@ class Directory:
                     view.replicas_min, view.replicas_max = event.replicas_min, event.replicas_max
                     view.timeout_s = event.timeout_s
                     view.retry_on_timeout = event.retry_on_timeout
+                    view.max_priority = event.max_priority
             case WorkspaceDeleted():
                 if view := self.workspaces.pop(event.workspace_id, None):
                     self.workspace_names.pop(view.registered.name, None)

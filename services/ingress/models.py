@@ -83,6 +83,7 @@ class WorkspaceCreate(Strict):
     timeout_s: float = Field(600.0, gt=0, le=86_400)
     concurrency: int = Field(1, ge=1, le=1024)
     retry_on_timeout: bool = False
+    max_priority: int = Field(0, ge=0, le=9)
 
     @field_validator("name")
     @classmethod
@@ -129,12 +130,14 @@ class WorkspaceCreate(Strict):
 
 
 class WorkspaceUpdate(Strict):
-    """`PATCH /v1/workspaces/{id}`: any of replicas, env, timeout_s, retry_on_timeout."""
+    """`PATCH /v1/workspaces/{id}`: any of replicas, env, timeout_s, retry_on_timeout,
+    max_priority."""
 
     replicas: Replicas | None = None
     env: dict[str, str] | None = None
     timeout_s: float | None = Field(None, gt=0, le=86_400)
     retry_on_timeout: bool | None = None
+    max_priority: int | None = Field(None, ge=0, le=9)
 
     @field_validator("env")
     @classmethod

@@ -11,14 +11,16 @@ IN_PROGRESS = 100
 DONE = 200
 
 RESULT_CODES: dict[int, str] = {
-    200: "done: `data` holds the container's response",
-    100: "accepted, queued or running (HTTP 202)",
+    200: "done: `data` holds the container's response (cancelTask: the task was cancelled)",
+    100: "accepted, queued or running (HTTP 202); a sync call past its `Prefer: wait=N`",
     400: "bad request: malformed JSON, a bad paramUrl, an undeclared paramPort, an invalid "
-    "BTC address, a field of the wrong type",
+    "BTC address, a field of the wrong type, a timeout_s, ttl_s, priority or Prefer out of "
+    "range",
     401: "unauthorized: missing or unknown `Authorization: Bearer <Workspace ID>`",
     403: "the BTC address does not hold the required BRC-20 balance",
     404: "unknown task (or a task of another workspace)",
-    410: "the task was cancelled (its workspace was deleted)",
+    409: "cancelTask of a task that has already ended (its `state` is in the answer)",
+    410: "the task was cancelled (cancelTask, or its workspace was deleted)",
     413: "body too large",
     429: "rate limited, or the queue is full (NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE or "
     "NGPU_QUEUE_MAX_BYTES)",

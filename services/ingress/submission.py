@@ -25,6 +25,7 @@ from services.ingress.errors import (
 )
 from services.ingress.taskfollower import TaskFollower
 from services.ingress.taskids import new_task_id, new_task_seq
+from services.ingress.taskoptions import TaskOptions
 from services.ingress.taskview import body_bytes
 from services.settings import Settings
 
@@ -155,10 +156,13 @@ def submission(
     method: str,
     param_url: str,
     param_port: int,
+    options: TaskOptions | None = None,
 ) -> TaskSubmitted:
     """The event for an accepted request (not yet published). `param_url` is a path
-    `container_path` accepted, `param_port` one `target_port` accepted."""
+    `container_path` accepted, `param_port` one `target_port` accepted, `options` what
+    `task_options` accepted (default: the workspace's timeout, `NGPU_TASK_TTL_S`, 0)."""
     ws = workspace.registered
+    options = options or TaskOptions(workspace.timeout_s, context.settings.task_ttl_s)
     peer = request.client.host if request.client else ""
     query = request.url.query
     return TaskSubmitted(
@@ -168,8 +172,8 @@ def submission(
         param_url=param_url, param_port=param_port,
         user_ip=client_ip(peer, request.headers.get("x-forwarded-for"), context.proxies),
         request_body=body.payload, content_type=body.content_type, gpu_type=ws.gpu_type,
-        gpu_count=ws.gpu_count, timeout_s=workspace.timeout_s, ttl_s=context.settings.task_ttl_s,
-        retry_on_timeout=workspace.retry_on_timeout,
+        gpu_count=ws.gpu_count, timeout_s=options.timeout_s, ttl_s=options.ttl_s,
+        priority=options.priority, retry_on_timeout=workspace.retry_on_timeout,
     )  # fmt: skip
 
 

@@ -7,7 +7,8 @@ fresh signature under the deployment's secret (`services.callsign`); anything el
 the agent reports as the deployment's host port, so it is the only one the dispatcher
 knows. The listeners serve HTTPS with the certificate the agent registered (the
 dispatcher accepts no other: `services.certs`), or plain HTTP when the agent runs without
-one."""
+one. A call whose caller hangs up is given up: the proxy closes its connection to the
+container too, so the container sees the call abandoned."""
 
 from __future__ import annotations
 
@@ -89,8 +90,13 @@ class DeploymentProxies:
         self._fronts[deployment_id] = front
         try:
             for port in ports:
+                # A caller that hangs up (the dispatcher aborting a cancelled task's call)
+                # cancels its handler, which closes the connection to the container.
                 runner = web.AppRunner(
-                    self._app(deployment_id, str(port)), access_log=None, handle_signals=False
+                    self._app(deployment_id, str(port)),
+                    access_log=None,
+                    handle_signals=False,
+                    handler_cancellation=True,
                 )
                 await runner.setup()
                 front.runners.append(runner)

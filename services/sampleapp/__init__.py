@@ -10,6 +10,9 @@ Routes:
 - `POST /tasks[?delay_ms=N]` -> `{"taskID"}`; `GET /tasks/{id}` and `GET /img2img&taskID=…`
   -> its state (`running` until the delay passes, then `done` with the result); 404 if unknown
 - `POST /sleep?ms=N`: answers after N ms (for timeouts and kills)
+- `POST /hold?ms=N` (or a JSON body `{"ms": N}`): answers after N ms unless the caller
+  closes the connection first; `GET`/`POST /holds` -> `{"holds": {"<X-NGPU-Task-ID>":
+  "holding" | "closed" | "answered"}}` (for tests of cancelled calls)
 - `POST /echo`: the body and its Content-Type, unchanged
 - `GET /whoami` -> `{"node": NGPU_NODE_ID, "pid", "port", "env": PORT and NGPU_* ids/ports}`
 - `GET`/`POST /calls` -> `{"calls": {"<X-NGPU-Task-ID>": N}}`: how many requests of each

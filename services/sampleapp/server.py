@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import socket
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,8 @@ MAX_SLEEP_MS = 600_000
 LINGER_S = 2.0
 LINGER_BYTES = 4 * MAX_BODY_BYTES
 WHOAMI_ENV = ("PORT", "NGPU_DEPLOYMENT_ID", "NGPU_NODE_ID", "NGPU_BIND_HOST")
+HOLDS_KEPT = 10_000
+HOLD_POLL_S = 0.02
 
 
 class HttpError(Exception):
@@ -48,10 +51,19 @@ class SampleServer(ThreadingHTTPServer):
         self.quiet = quiet
         self.calls: Counter[str] = Counter()  # requests per X-NGPU-Task-ID
         self.calls_lock = threading.Lock()
+        # `/hold` calls by X-NGPU-Task-ID: "holding", then "closed" or "answered".
+        self.holds: OrderedDict[str, str] = OrderedDict()
 
     def count_call(self, task_id: str) -> None:
         with self.calls_lock:
             self.calls[task_id] += 1
+
+    def hold_state(self, task_id: str, state: str) -> None:
+        with self.calls_lock:
+            self.holds[task_id] = state
+            self.holds.move_to_end(task_id)
+            while len(self.holds) > HOLDS_KEPT:
+                self.holds.popitem(last=False)
 
 
 class SampleHandler(BaseHTTPRequestHandler):
@@ -114,6 +126,9 @@ class SampleHandler(BaseHTTPRequestHandler):
             ("GET", "/img2img"): lambda: self._get_task(query.get("taskID", "")),
             ("POST", "/tasks"): lambda: self._post_task(query),
             ("POST", "/sleep"): lambda: self._sleep(query),
+            ("POST", "/hold"): lambda: self._hold(query),
+            ("GET", "/holds"): lambda: self._holds(),
+            ("POST", "/holds"): lambda: self._holds(),
             ("POST", "/echo"): lambda: self._echo(),
             ("GET", "/whoami"): lambda: self._send_json(_whoami(self.server)),
             ("GET", "/calls"): lambda: self._calls(),
@@ -170,6 +185,31 @@ class SampleHandler(BaseHTTPRequestHandler):
         ms = _int(query, "ms", 0, 0, MAX_SLEEP_MS)
         time.sleep(ms / 1000)
         self._send_json({"slept_ms": ms, "task_id": self.headers.get("X-NGPU-Task-ID")})
+
+    def _hold(self, query: dict[str, str]) -> None:
+        """Like `/sleep`, watching the connection meanwhile: a caller that closes it
+        ends the hold at once, unanswered, and is recorded as "closed" (`/holds`)."""
+        body = self._read_body()
+        if "ms" not in query:
+            with contextlib.suppress(ValueError, AttributeError):
+                query = {"ms": str(json.loads(body or b"{}").get("ms", 0))}
+        ms = _int(query, "ms", 0, 0, MAX_SLEEP_MS)
+        task_id = self.headers.get("X-NGPU-Task-ID") or ""
+        self.server.hold_state(task_id, "holding")
+        deadline = time.monotonic() + ms / 1000
+        while (left := deadline - time.monotonic()) > 0:
+            if _closed_by_peer(self.connection, min(left, HOLD_POLL_S)):
+                self.server.hold_state(task_id, "closed")
+                self.close_connection = True
+                return
+        self.server.hold_state(task_id, "answered")
+        self._send_json({"held_ms": ms, "task_id": task_id or None})
+
+    def _holds(self) -> None:
+        self._read_body()
+        with self.server.calls_lock:
+            holds = dict(self.server.holds)
+        self._send_json({"holds": holds})
 
     def _calls(self) -> None:
         self._read_body()  # left unread, a body would be taken for the next request
@@ -260,6 +300,21 @@ def _int(query: dict[str, str], name: str, default: int, low: int, high: int) ->
     if not text.isdigit() or not low <= int(text) <= high:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"{name} must be an integer in {low}..{high}")
     return int(text)
+
+
+def _closed_by_peer(connection: socket.socket, wait_s: float) -> bool:
+    """Whether the peer closed `connection`, waiting up to `wait_s` for it to say so. A
+    pipelined request waiting to be read is not a close (the wait is then slept out)."""
+    readable, _, _ = select.select([connection], [], [], wait_s)
+    if not readable:
+        return False
+    try:
+        if connection.recv(1, socket.MSG_PEEK) == b"":
+            return True
+    except OSError:  # reset by the peer
+        return True
+    time.sleep(wait_s)
+    return False
 
 
 def _too_large(size: int) -> str:

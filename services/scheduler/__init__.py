@@ -35,7 +35,7 @@ from services.scheduler.records import (
     WorkspaceSpec,
 )
 from services.scheduler.replicas import deployment_id_for, detect_lost_nodes, plan_replicas
-from services.scheduler.rounds import dispatch_waiting
+from services.scheduler.rounds import cancel_requested, dispatch_waiting
 from services.scheduler.state import ClusterState
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "WaitQueue",
     "WorkspaceSpec",
     "build_profile",
+    "cancel_requested",
     "deployment_id_for",
     "detect_lost_nodes",
     "dispatch_event",

@@ -12,6 +12,17 @@ from services.scheduler.profile import Profile
 from services.scheduler.state import ClusterState
 
 
+def cancel_requested(state: ClusterState, now: datetime) -> list[Event]:
+    """The `TaskCancelled` of every task whose cancel was requested and that has no
+    attempt in flight (queued, or its attempt failed), each folded into `state` at `now`.
+    A task with an attempt in flight is ended by the dispatcher that runs the call."""
+    events: list[Event] = []
+    for event in state.cancels_due():
+        state.apply_event(event, now)
+        events.append(event)
+    return events
+
+
 def dispatch_waiting(
     state: ClusterState,
     now: datetime,

@@ -40,7 +40,7 @@ from services.scheduler.records import (
     WorkspaceSpec,
 )
 from services.scheduler.replicas import plan_replicas
-from services.scheduler.rounds import dispatch_waiting
+from services.scheduler.rounds import cancel_requested, dispatch_waiting
 from services.scheduler.state import ClusterState
 from services.settings import Settings
 
@@ -104,7 +104,9 @@ class SchedulerRunner:
                 if len(records) == _BATCH or not catch_up.done:
                     continue  # catch up before deciding anything
                 now = utc_now()
-                events = self._retry(now)
+                # Cancels first: a cancelled task whose attempt failed is not retried.
+                events = cancel_requested(self.state, now)
+                events += self._retry(now)
                 ticked = time.monotonic() - last_tick >= self.tick_s
                 if ticked:
                     last_tick = time.monotonic()

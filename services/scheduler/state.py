@@ -10,6 +10,12 @@ event of a replica already gone, ...).
 Slots: `TaskDispatched` takes one slot of its replica (and counts on its node and
 workspace); the attempt's `TaskCompleted`/`TaskFailed`, or the task's `TaskCancelled`/
 `TaskExpired`, gives it back. A replica has the workspace's `concurrency` slots.
+
+Cancels: a `TaskCancelRequested` marks a live task `cancelling` and takes it out of the
+queue (it is never dispatched again). While an attempt of it is in flight the dispatcher
+ends it (it aborts the call); once none is (at once for a queued task, or when the
+attempt fails and would be retried) it is due for the scheduler's own `TaskCancelled`
+(`cancels_due`). So a task's end has one emitter per phase.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from events.node import (
 )
 from events.task import (
     TaskCancelled,
+    TaskCancelRequested,
     TaskCompleted,
     TaskDispatched,
     TaskExpired,
@@ -85,6 +92,7 @@ class ClusterState:
         "_assignments",
         "_by_node",
         "_by_workspace",
+        "_cancelling",
         "_deleted",
         "_deployments",
         "_ended",
@@ -119,6 +127,7 @@ class ClusterState:
         self._tasks: dict[str, QueuedTask] = {}
         self._assignments: dict[str, Assignment] = {}
         self._finished: dict[str, None] = {}
+        self._cancelling: dict[str, str] = {}
         self._ws_in_flight: dict[str, int] = {}
         self._ws_latency: dict[str, float] = {}
         self._arrivals = 0
@@ -187,6 +196,20 @@ class ClusterState:
     def assignments(self) -> Mapping[str, Assignment]:
         """In-flight attempts by task id; each holds one slot of its replica."""
         return self._assignments
+
+    @property
+    def cancelling(self) -> Mapping[str, str]:
+        """Live tasks whose cancel was requested, with the request's reason."""
+        return self._cancelling
+
+    def cancels_due(self) -> list[TaskCancelled]:
+        """A `TaskCancelled` for each cancelling task with no attempt in flight, in
+        request order (fold them to end the tasks)."""
+        return [
+            TaskCancelled(task_id, self._tasks[task_id].workspace_id, reason)
+            for task_id, reason in self._cancelling.items()
+            if task_id not in self._assignments
+        ]
 
     @property
     def in_flight_by_workspace(self) -> Mapping[str, int]:
@@ -441,7 +464,14 @@ class ClusterState:
             excluded_node_ids=frozenset(ev.excluded_node_ids),
         )
         self._tasks[ev.task_id] = task
-        self.queue.push(task)
+        if ev.task_id not in self._cancelling:
+            self.queue.push(task)
+
+    def _task_cancel_requested(self, ev: TaskCancelRequested, at: float) -> None:
+        if ev.task_id not in self._tasks or ev.task_id in self._cancelling:
+            return  # finished (or unknown), or a duplicate request
+        self._cancelling[ev.task_id] = ev.reason
+        self.queue.remove(ev.task_id)
 
     def _task_ended(self, ev: TaskCancelled | TaskExpired, at: float) -> None:
         self._finish(ev.task_id)
@@ -452,6 +482,7 @@ class ClusterState:
         if current is not None:
             self._release(current)
         self._tasks.pop(task_id, None)
+        self._cancelling.pop(task_id, None)
         self.queue.remove(task_id)
         self._finished[task_id] = None
         if len(self._finished) > FINISHED_MEMORY:
@@ -556,6 +587,7 @@ _HANDLERS: dict[type[Event], _Handler] = {
     TaskCompleted: ClusterState._task_completed,
     TaskFailed: ClusterState._task_failed,
     TaskRetried: ClusterState._task_retried,
+    TaskCancelRequested: ClusterState._task_cancel_requested,
     TaskCancelled: ClusterState._task_ended,
     TaskExpired: ClusterState._task_ended,
 }

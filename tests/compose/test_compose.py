@@ -43,7 +43,7 @@ ENV = {
     "CLICKHOUSE_PASSWORD": "clickhouse-secret",
     "NODE_ADDRESS": "0x" + "ab" * 20,
 }
-SERVE_SERVICES = ("ingress", "scheduler", "dispatcher", "projector")
+SERVE_SERVICES = ("ingress", "scheduler", "dispatcher", "projector", "webhooks")
 OUR_SERVICES = (*SERVE_SERVICES, "node")
 USES_CLICKHOUSE = ("ingress", "projector")
 HEALTHY = {"condition": "service_healthy"}

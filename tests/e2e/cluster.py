@@ -1,6 +1,6 @@
 """Real processes for end-to-end tests on 127.0.0.1: the control plane (`ngpu up` on the
 embedded log, or on Kafka one `ngpu serve` process per role group: ingress+projector,
-scheduler, two dispatchers) and `ngpu node` agents."""
+scheduler, two dispatchers, webhooks) and `ngpu node` agents."""
 
 from __future__ import annotations
 
@@ -108,13 +108,15 @@ class Cluster:
             self._spawn(args, "up.log")
             wait_for(self._healthy, 60, "the control plane to answer")
             return
-        first = "ingress,projector" + (",scheduler,dispatcher" if self.one_process else "")
+        rest = ",scheduler,dispatcher,webhooks" if self.one_process else ""
+        first = "ingress,projector" + rest
         groups = [(first, "ingress", ["--port", str(self.port)])]
         groups += [("ingress,projector", f"ingress-{port}", ["--port", str(port)])
                    for port in self.more_ingress_ports]  # fmt: skip
         if not self.one_process:
             groups += [("scheduler", f"scheduler-{n}", []) for n in range(1, self.schedulers + 1)]
             groups += [("dispatcher", f"dispatcher-{n}", []) for n in range(1, DISPATCHERS + 1)]
+            groups += [("webhooks", "webhooks", [])]
         for roles, name, args in groups:
             data_dir = self.data_dir if name == "ingress" else self.data_dir / name
             self._spawn(["serve", "--roles", roles, "--data-dir", str(data_dir), *args],

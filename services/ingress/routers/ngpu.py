@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from events import utc_now
+from events import TaskCancelRequested, utc_now
 from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
 from services.ingress.auth import WORKSPACE_SECURITY_SCHEME, Context, WorkspaceAuth, context_of
@@ -41,7 +42,9 @@ from services.ingress.submission import (
 from services.ingress.taskfollower import TaskFollower
 from services.ingress.taskids import issued_at
 from services.ingress.tasklist import list_task_ids
+from services.ingress.taskoptions import prefer_wait, task_options
 from services.ingress.taskview import TaskStatus
+from services.ingress.webhookparams import webhook_request
 
 router = APIRouter(tags=["NGPU API"])
 RESERVED = frozenset({"schedulingTask", "queryTask", "queryTaskList", "getDetailed"})
@@ -107,17 +110,20 @@ _CONTRACT_BODY: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _docs(*params: _Param, bearer: bool = True, body: bool = False) -> dict[str, Any]:
+def _docs(
+    *params: _Param, bearer: bool = True, body: bool = False, headers: tuple[_Param, ...] = ()
+) -> dict[str, Any]:
     """A route's `openapi_extra`: the workspace bearer it requires (unless `bearer` is
     false), the query parameters (name, required, description, schema) it reads itself,
-    and the contract's request body when it reads one. The two submission routes, the
-    hottest, skip FastAPI's parameter and body resolution (about 15 µs a parameter, per
-    request); their own checks name the field in the 400."""
+    and its `headers` described alike, and the contract's request body when it reads one.
+    The two submission routes, the hottest, skip FastAPI's parameter and body resolution
+    (about 15 µs a parameter, per request); their own checks name the field in the 400."""
     extra: dict[str, Any] = {
         "parameters": [
-            {"name": name, "in": "query", "required": required, "description": description,
+            {"name": name, "in": where, "required": required, "description": description,
              "schema": schema}
-            for name, required, description, schema in params
+            for where, listed in (("query", params), ("header", headers))
+            for name, required, description, schema in listed
         ],
     }  # fmt: skip
     if bearer:
@@ -129,11 +135,30 @@ def _docs(*params: _Param, bearer: bool = True, body: bool = False) -> dict[str,
 
 _PARAM_PORT: _Param = ("paramPort", False, "A declared container port; default: the first one.",
                        {"type": "integer"})  # fmt: skip
+_TASK_OPTIONS: tuple[_Param, ...] = (
+    ("timeout_s", False, "Seconds each attempt's container call may take (> 0); default and "
+     "most: the workspace's timeout_s.", {"type": "number", "exclusiveMinimum": 0}),
+    ("ttl_s", False, "Seconds the task may wait for capacity (> 0); default and most: "
+     "NGPU_TASK_TTL_S.", {"type": "number", "exclusiveMinimum": 0}),
+    ("priority", False, "0-9, at most the workspace's max_priority (default 0): higher "
+     "priorities are placed first.", {"type": "integer", "minimum": 0, "maximum": 9}),
+)  # fmt: skip
+_WEBHOOK_EVENTS_PATTERN = "^(start|completed)(,(start|completed))?$"
+_WEBHOOK: tuple[_Param, ...] = (
+    ("webhook", False, "An http(s) URL the task's events are posted to, signed (Standard "
+     "Webhooks, with the workspace's webhook_secret); not a loopback, private or link-local "
+     "address.", {"type": "string", "format": "uri", "maxLength": 2048}),
+    ("webhook_events", False, "Which events to post: start, completed, or start,completed "
+     "(default completed).", {"type": "string", "pattern": _WEBHOOK_EVENTS_PATTERN}),
+)  # fmt: skip
+_PREFER: _Param = ("Prefer", False, "`wait=N`: after N seconds without an outcome, answer 202 "
+                   "with the taskID (result_code 100) and let the task go on.",
+                   {"type": "string", "pattern": "^wait=[0-9]{1,5}$"})  # fmt: skip
 
 
 @router.post("/user/schedulingTask", openapi_extra=_docs(
     ("paramUrl", True, "Path on the container, e.g. sdapi/v1/img2img.", _STRING), _PARAM_PORT,
-    body=True))  # fmt: skip
+    *_TASK_OPTIONS, *_WEBHOOK, body=True))  # fmt: skip
 async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Async mode: answers the taskID once `TaskSubmitted` is durable."""
     context = context_of(request)
@@ -142,9 +167,13 @@ async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonRes
     query = request.query_params
     target = container_path(query.get("paramUrl", ""))
     port = target_port(workspace, query.get("paramPort"))
+    options = task_options(query, workspace, context.settings)
+    hook = await webhook_request(query, context.settings)
     await check_caller(context, tasks, workspace, body)
     event = submission(context, request, workspace, body, mode="async", method="schedulingTask",
-                       param_url=target, param_port=port)  # fmt: skip
+                       param_url=target, param_port=port, options=options)  # fmt: skip
+    if hook is not None:
+        event = replace(event, webhook=hook.url, webhook_events=hook.events)
     await publish_submission(context, tasks, event)
     answer = _answer(IN_PROGRESS, "SUCCESS! The task is queued", taskID=event.task_id)
     return _of_task(answer, event.task_id)
@@ -308,6 +337,65 @@ async def get_detailed_amp(
     return await _detailed(task_id, workspace, context)
 
 
+CANCEL_WAIT_S = 10.0
+"""How long `cancelTask` waits for the task's end before answering that it is under way."""
+
+
+async def _cancel_task(
+    task_id: str, workspace: WorkspaceAuth, context: IngressContext
+) -> JsonResponse:
+    """Publish a `TaskCancelRequested` for a task of this workspace not ended, and wait
+    for its end: 200 once cancelled, 409 (with its `state`) when it ended otherwise first,
+    202 when it has not ended within `CANCEL_WAIT_S`. An ended task is 409 at once."""
+    tasks, store = _served(context)
+    ended = tasks.expect(task_id)  # before looking: an end arriving meanwhile is not missed
+    try:
+        status = tasks.status(task_id) or await store.status(task_id)
+        if status is None and await _seen_soon(task_id, tasks):
+            status = tasks.status(task_id)
+        if status is None or status.workspace_id != workspace.registered.workspace_id:
+            raise NotFound(f"unknown task {task_id!r}", field="taskID")
+        requested = not status.ended
+        if requested:
+            if not context.limiter.allow(status.workspace_id):  # each request is a write
+                raise RateLimited("too many requests for this workspace; slow down")
+            request = TaskCancelRequested(task_id, status.workspace_id)
+            await context.publish([request], visible=False)
+            try:
+                status = await asyncio.wait_for(asyncio.shield(ended), CANCEL_WAIT_S)
+            except TimeoutError:
+                # Not seen to end here: the projections may know it ended before this
+                # ingress followed the log.
+                status = tasks.status(task_id) or await store.status(task_id) or status
+    finally:
+        tasks.forget(task_id, ended)
+    if not status.ended:
+        return _answer(IN_PROGRESS, "the cancel was requested; the task ends shortly (poll "
+                       "queryTask)", taskID=task_id)  # fmt: skip
+    if requested and status.phase == "cancelled":
+        return _answer(DONE, "the task was cancelled", taskID=task_id)
+    state = TaskState[status.phase.upper()]
+    return _answer(409, f"the task has already ended: {status.phase}", taskID=task_id,
+                   state=int(state))  # fmt: skip
+
+
+@router.post("/user/cancelTask", openapi_extra=_docs())
+async def cancel_task(
+    workspace: WorkspaceAuth,
+    context: Context,
+    taskID: str = Query(..., max_length=64),
+) -> JsonResponse:
+    """Cancel a task of this workspace: a queued one at once, a running one by aborting its
+    container call (its replica's slot frees). 200 when cancelled, 409 with its `state`
+    (as `getDetailed`'s) when it had ended, 202 when the cancel is still under way."""
+    return await _cancel_task(taskID, workspace, context)
+
+
+@router.post("/user/cancelTask&taskID={task_id}", include_in_schema=False)
+async def cancel_task_amp(task_id: str, workspace: WorkspaceAuth, context: Context) -> JsonResponse:
+    return await _cancel_task(task_id, workspace, context)
+
+
 async def _check_address(address: str, request: Request) -> JsonResponse:
     """No bearer is asked for (one sent is not looked at): the contract lists the check
     among its common interfaces. Each client IP is limited instead, since a lookup may
@@ -339,10 +427,13 @@ async def check_address_amp(address: str, request: Request) -> JsonResponse:
     return await _check_address(address, request)
 
 
-@router.post("/user/{path:path}", openapi_extra=_docs(_PARAM_PORT, body=True))
+@router.post("/user/{path:path}", openapi_extra=_docs(
+    _PARAM_PORT, *_TASK_OPTIONS, body=True, headers=(_PREFER,)))  # fmt: skip
 async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Sync mode: forwards `data` to `path` on the container and answers its response.
-    Every answer once the task is published carries its taskID (`X-NGPU-Task-ID`)."""
+    Every answer once the task is published carries its taskID (`X-NGPU-Task-ID`). With
+    `Prefer: wait=N`, a task without an outcome after N seconds answers 202 with its
+    taskID (result_code 100) and goes on."""
     context = context_of(request)
     tasks, _ = _served(context)
     if path in RESERVED:
@@ -350,20 +441,28 @@ async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> 
     body = parse_body(await request.body())
     target = container_path(path, field="path")
     port = target_port(workspace, request.query_params.get("paramPort"))
+    options = task_options(request.query_params, workspace, context.settings)
+    preferred = prefer_wait(request.headers.getlist("prefer"))
     await check_caller(context, tasks, workspace, body)
     event = submission(context, request, workspace, body, mode="sync", method=path.strip("/"),
-                       param_url=target, param_port=port)  # fmt: skip
+                       param_url=target, param_port=port, options=options)  # fmt: skip
     ended = tasks.expect(event.task_id)
     try:
         await publish_submission(context, tasks, event)
         settings = context.settings
         wait_s = min(
             settings.sync_wait_max_s,
-            settings.task_ttl_s + workspace.timeout_s * settings.task_max_attempts + 5,
+            options.ttl_s + options.timeout_s * settings.task_max_attempts + 5,
         )
+        patience = wait_s if preferred is None else min(wait_s, preferred)
         try:
-            status = await asyncio.wait_for(asyncio.shield(ended), wait_s)
+            status = await asyncio.wait_for(asyncio.shield(ended), patience)
         except TimeoutError as exc:
+            if patience < wait_s:  # the caller's `Prefer: wait=N` ran out: the task goes on
+                msg = f"no outcome within {preferred}s; poll /user/queryTask?taskID={event.task_id}"
+                answer = _answer(IN_PROGRESS, msg, taskID=event.task_id)
+                answer.headers["Preference-Applied"] = f"wait={preferred}"
+                return _of_task(answer, event.task_id)
             raise GatewayTimeout(
                 f"no answer within {wait_s:.0f}s; poll /user/queryTask?taskID={event.task_id}",
                 headers={TASK_ID_HEADER: event.task_id},

@@ -6,12 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from events import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
+from events import WebhookSecretRotated, WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
 from services.ingress.auth import AdminAuth, Context
 from services.ingress.directory import WorkspaceView
 from services.ingress.errors import Conflict, NotFound
 from services.ingress.models import WorkspaceCreate, WorkspaceUpdate
 from services.ingress.tokens import new_userkey, new_workspace_id
+from services.webhooks.secrets import new_salt, workspace_secret
 
 router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
 
@@ -31,6 +32,7 @@ def workspace_body(view: WorkspaceView) -> dict[str, Any]:
         "replicas": {"min": view.replicas_min, "max": view.replicas_max},
         "timeout_s": view.timeout_s,
         "retry_on_timeout": view.retry_on_timeout,
+        "max_priority": view.max_priority,
         "concurrency": ws.concurrency,
         "created_at": view.created_at.isoformat(),
     }
@@ -43,7 +45,25 @@ def _get(context: Context, workspace_id: str) -> WorkspaceView:
     return view
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+_SECRET_FIELD: dict[str, Any] = {
+    "webhook_secret": {
+        "type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$",
+        "description": "The workspace's webhook signing secret (Standard Webhooks: `whsec_` "
+        "and base64), answered this once; POST /v1/workspaces/{id}/webhook-secret makes a "
+        "new one.",
+    },
+}  # fmt: skip
+
+
+def _answers(code: int, *required: str, **properties: Any) -> dict[str, Any]:
+    """`openapi_extra` documenting fields of a route's JSON answer (merged into the
+    schema FastAPI derives from its return type)."""
+    schema = {"properties": properties, "required": list(required)}
+    return {"responses": {str(code): {"content": {"application/json": {"schema": schema}}}}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED,
+             openapi_extra=_answers(201, "webhook_secret", **_SECRET_FIELD))  # fmt: skip
 async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth) -> dict[str, Any]:
     """Register a workspace. Names are unique (409 when taken)."""
     async with context.registration_lock:
@@ -55,10 +75,32 @@ async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth
             gpu_count=body.gpu.count, ports=tuple(body.ports), health_path=body.health_path,
             env=dict(body.env), replicas_min=body.replicas.min, replicas_max=body.replicas.max,
             timeout_s=body.timeout_s, concurrency=body.concurrency,
-            retry_on_timeout=body.retry_on_timeout,
+            retry_on_timeout=body.retry_on_timeout, max_priority=body.max_priority,
+            webhook_salt=new_salt(),
         )  # fmt: skip
         await context.publish([event])
-    return workspace_body(_get(context, event.workspace_id))
+    # The webhook secret is answered here once (and at each rotation): it is never stored.
+    secret = workspace_secret(context.webhook_key, event.workspace_id, event.webhook_salt)
+    return {**workspace_body(_get(context, event.workspace_id)), "webhook_secret": secret}
+
+
+_ROTATED = _answers(200, "workspace_id", "webhook_secret", workspace_id={"type": "string"},
+                    **_SECRET_FIELD)  # fmt: skip
+
+
+@router.post("/{workspace_id}/webhook-secret", openapi_extra=_ROTATED)
+async def rotate_webhook_secret(
+    workspace_id: str, context: Context, _: AdminAuth
+) -> dict[str, Any]:
+    """A new webhook signing secret for the workspace, answered once; the old one signs
+    nothing from then on (`WebhookSecretRotated`)."""
+    _get(context, workspace_id)
+    event = WebhookSecretRotated(workspace_id=workspace_id, salt=new_salt())
+    await context.publish([event])
+    return {
+        "workspace_id": workspace_id,
+        "webhook_secret": workspace_secret(context.webhook_key, workspace_id, event.salt),
+    }
 
 
 @router.get("/{workspace_id}")
@@ -70,7 +112,8 @@ async def read_workspace(workspace_id: str, context: Context, _: AdminAuth) -> d
 async def update_workspace(
     workspace_id: str, body: WorkspaceUpdate, context: Context, _: AdminAuth
 ) -> dict[str, Any]:
-    """Change replicas, env, timeout or retry_on_timeout; fields left out keep their values."""
+    """Change replicas, env, timeout, retry_on_timeout or max_priority; fields left out
+    keep their values."""
     view = _get(context, workspace_id)
     replicas_min = body.replicas.min if body.replicas else view.replicas_min
     replicas_max = body.replicas.max if body.replicas else view.replicas_max
@@ -83,6 +126,7 @@ async def update_workspace(
         retry_on_timeout=(
             body.retry_on_timeout if body.retry_on_timeout is not None else view.retry_on_timeout
         ),
+        max_priority=body.max_priority if body.max_priority is not None else view.max_priority,
     )
     await context.publish([event])
     return workspace_body(_get(context, workspace_id))

@@ -38,10 +38,13 @@ async def test_openapi_documents_the_ngpu_routes_parameters_and_bearer(
         "type": "http", "scheme": "bearer",
         "description": "`Authorization: Bearer <Workspace ID>`",
     }  # fmt: skip
+    options = {"timeout_s": False, "ttl_s": False, "priority": False}
     expected = {
-        ("/user/schedulingTask", "post"): {"paramUrl": True, "paramPort": False},
-        ("/user/{path}", "post"): {"path": True, "paramPort": False},
+        ("/user/schedulingTask", "post"): {"paramUrl": True, "paramPort": False, **options,
+                                           "webhook": False, "webhook_events": False},
+        ("/user/{path}", "post"): {"path": True, "paramPort": False, **options, "Prefer": False},
         ("/user/queryTask", "get"): {"taskID": True},
+        ("/user/cancelTask", "post"): {"taskID": True},
         ("/user/queryTaskList", "get"): {"startTime": False, "endTime": False, "limit": False,
                                          "cursor": False},
         ("/user/getDetailed", "get"): {"taskID": True},
@@ -68,7 +71,9 @@ async def test_openapi_types_the_ngpu_query_parameters(control_plane: ControlPla
     doc = (await control_plane.http.get("/openapi.json")).json()
     expected = {"paramUrl": "string", "paramPort": "integer", "taskID": "string",
                 "startTime": "string", "endTime": "string", "limit": "integer",
-                "cursor": "string", "address": "string"}  # fmt: skip
+                "cursor": "string", "address": "string", "timeout_s": "number",
+                "ttl_s": "number", "priority": "integer", "webhook": "string",
+                "webhook_events": "string"}  # fmt: skip
     seen: dict[str, set[str]] = {}
     for path, operations in doc["paths"].items():
         if not path.startswith(("/user/", "/brc20/")):

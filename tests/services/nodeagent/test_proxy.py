@@ -20,6 +20,7 @@ from services.callsign import PROXY_ERROR_HEADER, ReplayGuard, deployment_secret
 from services.certs import proxy_certificate
 from services.dispatcher.call import CallPolicy, call_node
 from services.nodeagent.proxy import DeploymentProxies
+from tests.services.sampleapp.helpers import sampleapp
 
 KEY = b"k" * 32
 DEPLOYMENT = "dep-1"
@@ -209,6 +210,29 @@ async def test_a_dead_container_is_a_retryable_failure(container: Container) -> 
         await proxies.aclose()
     assert isinstance(outcome, TaskFailed) and outcome.retryable
     assert "upstream-unreachable" in outcome.reason
+
+
+async def test_a_caller_that_hangs_up_closes_the_call_to_the_container() -> None:
+    # What a cancelled task's aborted call does: the container sees its connection closed.
+    with sampleapp() as (_, base_url):
+        proxies = DeploymentProxies("127.0.0.1")
+        ports = await proxies.open(DEPLOYMENT, (8080,), SECRET)
+        proxies.route(DEPLOYMENT, {"8080": int(base_url.rsplit(":", 1)[1])})
+        dispatch = _dispatch(ports["8080"], param_url="/hold?ms=60000", timeout_s=120.0)
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                httpx.AsyncClient(base_url=base_url, trust_env=False) as app,
+                asyncio.timeout(20),  # a hang guard: the hold lasts 60 s unless cut off
+            ):
+                call = asyncio.create_task(call_node(session, dispatch, CallPolicy(call_key=KEY)))
+                while (await app.get("/holds")).json()["holds"].get("t1") != "holding":  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                call.cancel()
+                while (await app.get("/holds")).json()["holds"].get("t1") != "closed":  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        finally:
+            await proxies.aclose()
 
 
 async def test_a_closed_deployment_stops_listening(container: Container) -> None:

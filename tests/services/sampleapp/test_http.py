@@ -115,6 +115,30 @@ def test_a_client_timeout_during_sleep_leaves_the_app_serving(client: httpx.Clie
     assert client.get("/health").status_code == 200
 
 
+def _hold_of(client: httpx.Client, task_id: str) -> str | None:
+    holds: dict[str, str] = client.get("/holds").json()["holds"]
+    return holds.get(task_id)
+
+
+def test_a_hold_answers_after_the_delay_and_is_recorded(client: httpx.Client) -> None:
+    response = client.post("/hold", json={"ms": 100}, headers={"X-NGPU-Task-ID": "h-1"})
+    assert response.json() == {"held_ms": 100, "task_id": "h-1"}
+    assert _hold_of(client, "h-1") == "answered"
+    assert client.post("/hold?ms=soon").status_code == 400
+
+
+def test_a_hold_whose_caller_hangs_up_ends_at_once_as_closed(client: httpx.Client) -> None:
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/hold?ms=60000", headers={"X-NGPU-Task-ID": "h-2"}, timeout=0.5)
+    deadline = time.monotonic() + DEADLINE_S  # a hang guard: the hold would last 60 s
+    while _hold_of(client, "h-2") != "closed" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _hold_of(client, "h-2") == "closed"
+    assert time.monotonic() - started < DEADLINE_S
+    assert client.post("/holds").status_code == 200  # for sync calls through the gateway
+
+
 @pytest.mark.parametrize(
     ("content", "content_type"),
     [
