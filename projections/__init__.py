@@ -3,7 +3,12 @@ batched writer, the projector role, the archive (the raw events table, from whic
 other tables are rebuilt) and the read queries behind the HTTP API."""
 
 from projections.apply import rows_for
-from projections.archive import archived_envelope, rebuild_from_archive, split_archived_bodies
+from projections.archive import (
+    archived_envelope,
+    archived_history,
+    rebuild_from_archive,
+    split_archived_bodies,
+)
 from projections.errors import (
     InvalidName,
     InvalidQuery,
@@ -56,6 +61,7 @@ __all__ = [
     "UnknownCursor",
     "UsageRow",
     "archived_envelope",
+    "archived_history",
     "body_retention",
     "connect",
     "create_schema",

@@ -44,6 +44,11 @@ _PAGE = Template(
     " ORDER BY topic, key, event_id, layout DESC LIMIT 1 BY topic, key, event_id"
     " LIMIT {limit:UInt64}"
 )
+_HISTORY = Template(
+    "SELECT topic, key, event_id, payload, '' FROM $events"
+    " WHERE topic = {topic:String} AND key = {key:String}"
+    " ORDER BY occurred_at, event_id, layout DESC LIMIT 1 BY event_id"
+)
 _FACTS_ONLY = "type IN {types:Array(String)}"
 _OLD_LAYOUT_ONLY = "layout = 0"
 _DELETE_MOVED = Template(
@@ -57,6 +62,17 @@ def archived_envelope(payload: str, body: str) -> Envelope:
     """The event an archived row holds: its `payload` decoded, with `body` put back.
     Raises `EventDecodeError`."""
     return join_body(decode(payload), body)
+
+
+def archived_history(client: Client, database: str, topic: str, key: str) -> list[Envelope]:
+    """The archived events of one entity (`key` on `topic`: a task's are its id on the
+    tasks topic), each once, by (occurred_at, event_id): the archive keeps no log
+    offsets, so time order stands for log order. One range of the sort key. The `body`
+    column is not read (bodies can be large): the events come without their bodies, but
+    for those archived in the old layout (`layout` 0, the body inside `payload`).
+    Undecodable rows are logged and skipped."""
+    sql = _HISTORY.substitute(events=f"{identifier(database)}.{EVENTS.name}")
+    return _decoded(run_query(client, sql, {"topic": topic, "key": key}))
 
 
 def rebuild_from_archive(client: Client, database: str, *, batch_size: int = 10_000) -> int:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from projections import connect
 from services.bus import EmbeddedBus
 from tests.support.kafka import KafkaBroker
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,3 +35,11 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def ch_client(tmp_path_factory: pytest.TempPathFactory) -> Client:
+    """The session's client on its one in-process chdb engine (chdb allows one engine
+    path per process: every test of the process that needs one shares it)."""
+    path: Path = tmp_path_factory.mktemp("clickhouse")
+    return connect(f"chdb://{path}")

@@ -18,7 +18,7 @@ from services.ingress.errors import ApiError
 from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.responses import JsonResponse
 from services.ingress.results import contract_body
-from services.ingress.routers import analytics, ngpu, nodes, workspaces
+from services.ingress.routers import analytics, ngpu, nodes, tasks, workspaces
 from services.ingress.starting import StartingGate
 from services.settings import Settings
 
@@ -153,6 +153,7 @@ def create_app(context: IngressContext) -> FastAPI:
     app.include_router(workspaces.router)
     app.include_router(nodes.router)
     app.include_router(analytics.router)
+    app.include_router(tasks.router)
     _document_security(app)
     return app
 

@@ -7,6 +7,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+from events import Envelope, topics
 from projections import (
     GroupBy,
     ListEntry,
@@ -15,6 +16,7 @@ from projections import (
     TaskState,
     UnknownCursor,
     UsageRow,
+    archived_history,
     list_position,
     task_detail,
     task_list_entries,
@@ -58,6 +60,11 @@ class TaskStore:
 
     async def detail(self, task_id: str) -> TaskDetail | None:
         result: TaskDetail | None = await self._run(task_detail, task_id)
+        return result
+
+    async def history(self, task_id: str) -> list[Envelope]:
+        """The task's archived events in time order, without bodies (`archived_history`)."""
+        result: list[Envelope] = await self._run(archived_history, topics.TASKS, task_id)
         return result
 
     async def list_entries(

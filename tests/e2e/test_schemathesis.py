@@ -5,9 +5,10 @@ the contract says.
 
 Every dependency is up (the demo configures a BRC-20 holdings file), so a 503 would be
 a finding too. Each route gets the credential it takes, so the fuzzer gets past the
-401: the demo workspace's ID on `/user/*`, the admin token on `/v1/*`, a node's own
-token (and its id in the path) on the node routes, and a workspace of its own (one no
-node can run, so changing or deleting it disturbs nothing) as `{workspace_id}`.
+401: the demo workspace's ID on `/user/*` and `/v1/tasks/*`, the admin token on the
+other `/v1/*`, a node's own token (and its id in the path) on the node routes, and a
+workspace of its own (one no node can run, so changing or deleting it disturbs nothing)
+as `{workspace_id}`.
 
 Schemathesis runs as its CLI in a child process: its pytest plugin's fixture loader
 does not run on pytest 9.2 (it sets `Function._nodeid`, which pytest no longer has)."""
@@ -85,6 +86,10 @@ headers = {{ Authorization = "Bearer {workspace_id}" }}
 [[operations]]
 include-path = "/user/{{path}}"
 parameters = {{ "query.timeout_s" = 30, "query.ttl_s" = 60 }}
+
+[[operations]]
+include-path-regex = "^/v1/tasks/"
+headers = {{ Authorization = "Bearer {workspace_id}" }}
 
 [[operations]]
 include-path = "/v1/nodes/register"

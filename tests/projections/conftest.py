@@ -1,25 +1,17 @@
-"""One chdb engine for the whole test process (chdb allows one engine path per process),
-and a fresh database per test inside it."""
+"""A fresh database per test inside the test process's one chdb engine (`ch_client`, in
+`tests/conftest.py`: chdb allows one engine path per process)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from projections import ProjectionWriter, connect, create_schema
+from projections import ProjectionWriter, create_schema
 
 from .builders import drop_database
-
-
-@pytest.fixture(scope="session")
-def ch_client(tmp_path_factory: pytest.TempPathFactory) -> Client:
-    """The session's client on its one in-process engine."""
-    path: Path = tmp_path_factory.mktemp("clickhouse")
-    return connect(f"chdb://{path}")
 
 
 @pytest.fixture

@@ -58,6 +58,15 @@ async def test_openapi_documents_the_ngpu_routes_parameters_and_bearer(
         assert {p["name"]: p["required"] for p in operation["parameters"]} == params, path
 
 
+async def test_openapi_documents_the_task_history_route(control_plane: ControlPlane) -> None:
+    doc = (await control_plane.http.get("/openapi.json")).json()
+    operation = doc["paths"]["/v1/tasks/{taskID}"]["get"]
+    assert operation["summary"] and "history" in operation["summary"]
+    assert "404" in operation["description"] and "body" in operation["description"]
+    assert operation["security"] == [{"WorkspaceID": []}]
+    assert {p["name"]: p["required"] for p in operation["parameters"]} == {"taskID": True}
+
+
 def _types(schema: dict[str, Any]) -> set[str]:
     """The JSON types a parameter's schema admits, but null (an absent optional one)."""
     found = {schema["type"]} if "type" in schema else set()
