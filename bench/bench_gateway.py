@@ -1,8 +1,19 @@
 """Gateway benchmark on the embedded mode: `ngpu up --demo` in a child process (all roles
-in one process, one local node agent running the sample app).
+in one process, one local node agent running the sample app behind its proxy).
 
-- sync pass-through added latency: sequential POSTs with 1 KB bodies through
-  `/user/echo` against the same 1 KB straight to the container's `/echo`;
+- sync pass-through added latency: sequential POSTs with 1 KB bodies, interleaved in
+  blocks of 100 so that every path sees the same machine state:
+  - straight to the container's `/echo`, on the loopback port the sample app itself
+    listens on (found in its environment: the agent's process runtime sets
+    `NGPU_PORT_<port>`; checked against the app's `/whoami`);
+  - through the node's proxy (the deployment's registered host port), signed with the
+    deployment's secret and over HTTPS trusting only the node's registered certificate,
+    from httpx as the direct call is made;
+  - the dispatcher's own call (`services.dispatcher.call.call_node` on an aiohttp session
+    made as the dispatcher makes its own, on uvloop), straight to the container
+    (unsigned, plain HTTP) and through the proxy (signed, pinned to the registered
+    certificate): the proxy's cost on the path every dispatch takes;
+  - through the gateway, `/user/echo`;
 - async submissions/s: `/user/schedulingTask` from concurrent clients (taskID returned,
   i.e. `TaskSubmitted` durable), and how long until every one of them completed.
 
@@ -17,19 +28,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from events import TaskCompleted, TaskDispatched  # noqa: E402
+from services.callsign import PROXY_ERROR_HEADER, deployment_secret, sign  # noqa: E402
+from services.dispatcher.call import CallPolicy, call_node  # noqa: E402
+from services.hosts import HostPolicy  # noqa: E402
+from services.settings import Settings  # noqa: E402
+
+DECLARED_PORT = "8080"
+"""The port the demo and the Kafka bench's workspaces declare for the sample app."""
 
 
 def free_port() -> int:
@@ -38,9 +69,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start(data_dir: Path, port: int, call_key: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NGPU_")}
-    env.update(NGPU_RATE_LIMIT_PER_S="0", NGPU_ADMIN_TOKEN="bench", NGPU_LOG_LEVEL="warning")
+    env.update(NGPU_RATE_LIMIT_PER_S="0", NGPU_ADMIN_TOKEN="bench", NGPU_LOG_LEVEL="warning",
+               NGPU_NODE_CALL_KEY=call_key)  # fmt: skip
     log = (data_dir / "up.log").open("wb")
     args = [sys.executable, "-m", "services.cli", "up", "--demo", "--port", str(port),
             "--data-dir", str(data_dir)]  # fmt: skip
@@ -53,35 +85,231 @@ def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """The sample replica as the dispatcher calls it (its node's proxy, from `GET
+    /v1/nodes`) and where its container itself listens."""
+
+    node_id: str
+    node_ip: str
+    node_address: str
+    deployment_id: str
+    proxy_port: int
+    """The registered host port: the node's proxy."""
+    proxy_cert: str
+    proxy_cert_sha256: str
+    """The pin; empty when the node serves its proxies over plain HTTP."""
+    container_port: int
+    """Where the sample app listens, on loopback."""
+
+    @property
+    def proxy_url(self) -> str:
+        scheme = "https" if self.proxy_cert_sha256 else "http"
+        return f"{scheme}://{self.node_ip}:{self.proxy_port}"
+
+
+def descendants(root: int) -> list[int]:
+    """The pids of every process below `root`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def container_port(root: int, deployment_id: str) -> int:
+    """The loopback port of `deployment_id`'s sample app, a descendant of `root` (the node
+    agent, or a process that started it): the process runtime tells the app where to listen
+    in its environment (`NGPU_PORT_<declared port>`, with `NGPU_DEPLOYMENT_ID`); the app's
+    `/whoami` must then name the same pid and port."""
+    for pid in descendants(root):
+        try:
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        env = dict(item.partition("=")[::2] for item in raw.decode(errors="replace").split("\0"))
+        if env.get("NGPU_DEPLOYMENT_ID") != deployment_id:
+            continue
+        port = int(env[f"NGPU_PORT_{DECLARED_PORT}"])
+        whoami = httpx.get(f"http://127.0.0.1:{port}/whoami", trust_env=False).json()
+        if (whoami["pid"], whoami["port"]) != (pid, port):
+            raise SystemExit(f"port {port} is not the sample app's (pid {pid}): {whoami}")
+        return port
+    raise SystemExit(f"no process below pid {root} runs deployment {deployment_id}")
+
+
+def find_replica(nodes: list[dict[str, Any]], workspace_id: str, root: int) -> Replica:
+    """`workspace_id`'s ready replica in `nodes` (`GET /v1/nodes`); its app below `root`."""
+    for node in nodes:
+        for deployment in node["deployments"]:
+            if deployment["workspace_id"] == workspace_id and deployment["state"] == "ready":
+                return Replica(
+                    node_id=node["node_id"], node_ip=node["host"], node_address=node["address"],
+                    deployment_id=deployment["deployment_id"],
+                    proxy_port=int(deployment["ports"][DECLARED_PORT]),
+                    proxy_cert=node["proxy_cert"], proxy_cert_sha256=node["proxy_cert_sha256"],
+                    container_port=container_port(root, deployment["deployment_id"]),
+                )  # fmt: skip
+    raise SystemExit(f"workspace {workspace_id} has no ready replica")
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000)[int(q * 10) - 1]
 
 
-def timed(client: httpx.Client, url: str, body: bytes | None, json: object, n: int) -> list[float]:
+def timed(
+    client: httpx.Client,
+    url: str,
+    body: bytes | None,
+    json: object,
+    n: int,
+    headers: Callable[[], dict[str, str]] | None = None,
+) -> list[float]:
+    """`n` sequential POSTs, in ms each; `headers` are made per call, inside the timing."""
     samples = []
     for _ in range(n):
         started = time.perf_counter()
-        response = client.post(url, content=body, json=json)
+        response = client.post(url, content=body, json=json,
+                               headers=headers() if headers else None)  # fmt: skip
         samples.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
     return samples
 
 
-def sync_latency(base: str, workspace_id: str, container: str, n: int) -> dict[str, float]:
+class DispatcherClient:
+    """The dispatcher's own call (`call_node`) on a session made as `Dispatcher.run` makes
+    its own, on the kind of loop `ngpu up` runs it on (uvloop when installed)."""
+
+    def __init__(self) -> None:
+        try:
+            import uvloop
+        except ImportError:
+            self.runner = asyncio.Runner()
+        else:
+            self.runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+        self.session = self.runner.run(self._open())
+
+    @staticmethod
+    async def _open() -> aiohttp.ClientSession:
+        concurrency = Settings.model_fields["dispatcher_concurrency"].default
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=concurrency)
+        return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+    def timed(self, dispatches: list[TaskDispatched], policy: CallPolicy) -> list[float]:
+        """Each of `dispatches` called in turn, in ms each."""
+        return self.runner.run(self._timed(dispatches, policy))
+
+    async def _timed(self, dispatches: list[TaskDispatched], policy: CallPolicy) -> list[float]:
+        samples = []
+        for dispatch in dispatches:
+            started = time.perf_counter()
+            result = await call_node(self.session, dispatch, policy)
+            samples.append((time.perf_counter() - started) * 1000)
+            if not isinstance(result, TaskCompleted) or result.status_code != 200:
+                raise SystemExit(f"the dispatcher's call failed: {result}")
+        return samples
+
+    def close(self) -> None:
+        self.runner.run(self.session.close())
+        self.runner.close()
+
+
+def sync_latency(
+    base: str, workspace_id: str, replica: Replica, call_key: bytes, n: int
+) -> dict[str, list[float]]:
+    """Per path, the ms of each of `n` sequential calls (see the module's docstring)."""
     payload = "x" * 1024
     auth = {"Authorization": f"Bearer {workspace_id}"}
-    with httpx.Client(trust_env=False, timeout=30) as client:
-        timed(client, f"{container}/echo", payload.encode(), None, 50)  # warm up both paths
-        client.headers.update(auth)
-        timed(client, f"{base}/user/echo", None, {"data": payload}, 50)
-        direct, gateway = [], []
-        for _ in range(n // 100):  # interleave, so both see the same machine state
-            direct += timed(client, f"{container}/echo", payload.encode(), None, 100)
-            gateway += timed(client, f"{base}/user/echo", None, {"data": payload}, 100)
-    return {
-        "direct_p50": statistics.median(direct), "direct_p99": pct(direct, 99),
-        "gateway_p50": statistics.median(gateway), "gateway_p99": pct(gateway, 99),
-    }  # fmt: skip
+    container = f"http://127.0.0.1:{replica.container_port}"
+    secret = deployment_secret(call_key, replica.deployment_id)
+    calls = iter(range(1 << 62))
+
+    def signed() -> dict[str, str]:
+        return sign(secret, "POST", "/echo", f"bench-{next(calls)}")
+
+    # httpx cannot pin a digest: it trusts the registered certificate as its only CA (the
+    # certificate names no host, so none is checked), which accepts the same peer.
+    tls = ssl.create_default_context(cadata=replica.proxy_cert or None)
+    tls.check_hostname = False
+    tls.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    template = TaskDispatched(
+        task_id="", workspace_id=workspace_id, attempt=1, node_id=replica.node_id,
+        node_ip=replica.node_ip, node_address=replica.node_address,
+        deployment_id=replica.deployment_id, host_port=replica.proxy_port, param_url="/echo",
+        request_body=payload, content_type="application/octet-stream", timeout_s=60,
+        proxy_cert_sha256=replica.proxy_cert_sha256,
+    )  # fmt: skip
+    # As `ngpu up` builds the dispatcher's (the gateway binds 127.0.0.1: loopback allowed).
+    policy = CallPolicy(call_key=call_key, hosts=HostPolicy.from_settings((), "127.0.0.1"))
+    bare = dataclasses.replace(template, host_port=replica.container_port, proxy_cert_sha256="")
+    bare_policy = dataclasses.replace(policy, call_key=b"")
+
+    def dispatches(like: TaskDispatched, count: int) -> list[TaskDispatched]:
+        return [dataclasses.replace(like, task_id=f"bench-{next(calls)}") for _ in range(count)]
+
+    dispatcher = DispatcherClient()
+    with (
+        httpx.Client(trust_env=False, timeout=30) as client,
+        httpx.Client(trust_env=False, timeout=30, verify=tls) as proxied,
+    ):
+        unsigned = proxied.post(f"{replica.proxy_url}/echo", content=payload.encode())
+        if unsigned.status_code != 401 or PROXY_ERROR_HEADER not in unsigned.headers:
+            raise SystemExit(f"the node's proxy took an unsigned call: {unsigned.status_code}")
+        paths: dict[str, Callable[[int], list[float]]] = {
+            "direct": lambda k: timed(client, f"{container}/echo", payload.encode(), None, k),
+            "proxy": lambda k: timed(
+                proxied, f"{replica.proxy_url}/echo", payload.encode(), None, k, signed
+            ),
+            "dispatcher_direct": lambda k: dispatcher.timed(dispatches(bare, k), bare_policy),
+            "dispatcher_proxy": lambda k: dispatcher.timed(dispatches(template, k), policy),
+            "gateway": lambda k: timed(
+                client, f"{base}/user/echo", None, {"data": payload}, k, lambda: auth
+            ),
+        }
+        try:
+            for path in paths.values():  # warm up every path
+                path(50)
+            samples: dict[str, list[float]] = {name: [] for name in paths}
+            for _ in range(n // 100):  # interleave, so all see the same machine state
+                for name, path in paths.items():
+                    samples[name] += path(100)
+        finally:
+            dispatcher.close()
+    return samples
+
+
+def sync_rows(samples: dict[str, list[float]]) -> list[tuple[str, str]]:
+    """The report's rows of `sync_latency`'s samples."""
+
+    def p50_p99(name: str, minus: str = "") -> str:
+        p50, p99 = statistics.median(samples[name]), pct(samples[name], 99)
+        if minus:
+            p50, p99 = p50 - statistics.median(samples[minus]), p99 - pct(samples[minus], 99)
+        return f"{p50:.2f} / {p99:.2f} ms"
+
+    return [
+        ("direct call to the container, 1 KB, p50 / p99", p50_p99("direct")),
+        ("through the node's proxy (signed, HTTPS), 1 KB, p50 / p99", p50_p99("proxy")),
+        ("added by the proxy, p50 / p99", p50_p99("proxy", "direct")),
+        ("the dispatcher's call (`call_node`) to the container, p50 / p99",
+         p50_p99("dispatcher_direct")),
+        ("the dispatcher's call through the proxy (signed, pinned), p50 / p99",
+         p50_p99("dispatcher_proxy")),
+        ("added by the proxy to the dispatcher's call, p50 / p99 (target p50 ≤ 0.3 ms)",
+         p50_p99("dispatcher_proxy", "dispatcher_direct")),
+        ("through the gateway (sync), 1 KB, p50 / p99", p50_p99("gateway")),
+        ("added by the gateway (vs the direct call), p50 / p99", p50_p99("gateway", "direct")),
+    ]  # fmt: skip
 
 
 async def async_rate(base: str, workspace_id: str, total: int, clients: int) -> dict[str, float]:
@@ -150,15 +378,17 @@ def wrk_rate(
 
 def main() -> None:
     args = load_arguments().parse_args()
+    load = os.getloadavg()[0]
+    call_key = secrets.token_hex(32)
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        process = start(Path(tmp), port)
+        process = start(Path(tmp), port, call_key)
         base = f"http://127.0.0.1:{port}"
         try:
             workspace_id = (Path(tmp) / "demo-workspace-id").read_text().strip()
             nodes = httpx.get(f"{base}/v1/nodes", headers={"Authorization": "Bearer bench"}).json()
-            host_port = nodes["nodes"][0]["deployments"][0]["ports"]["8080"]
-            sync = sync_latency(base, workspace_id, f"http://127.0.0.1:{host_port}", args.sync)
+            replica = find_replica(nodes["nodes"], workspace_id, process.pid)
+            sync = sync_latency(base, workspace_id, replica, call_key.encode(), args.sync)
             if shutil.which("wrk"):
                 client = "wrk"
                 rate = wrk_rate(base, workspace_id, args.wrk_seconds, args.clients)
@@ -168,19 +398,13 @@ def main() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
-    added_p50 = sync["gateway_p50"] - sync["direct_p50"]
-    added_p99 = sync["gateway_p99"] - sync["direct_p99"]
     rows = [
-        ("direct call to the container, 1 KB, p50 / p99",
-         f"{sync['direct_p50']:.2f} / {sync['direct_p99']:.2f} ms"),
-        ("through the gateway (sync), 1 KB, p50 / p99",
-         f"{sync['gateway_p50']:.2f} / {sync['gateway_p99']:.2f} ms"),
-        ("added by the gateway, p50 / p99", f"{added_p50:.2f} / {added_p99:.2f} ms"),
+        *sync_rows(sync),
         (f"async submissions ({rate['submitted']:,.0f} from {args.clients} {client} clients)",
          f"{rate['rate']:,.0f} /s"),
         (f"until all {rate['submitted']:,.0f} completed", f"{rate['drain_s']:.1f} s"),
     ]  # fmt: skip
-    print_report(rows)
+    print_report(rows, load_before=load)
 
 
 def load_arguments(**defaults: int) -> argparse.ArgumentParser:
@@ -192,10 +416,16 @@ def load_arguments(**defaults: int) -> argparse.ArgumentParser:
     return parser
 
 
-def print_report(rows: list[tuple[str, str]], setup: str = "") -> None:
-    """The machine line and a markdown table of (measure, result)."""
+def print_report(
+    rows: list[tuple[str, str]], setup: str = "", load_before: float | None = None
+) -> None:
+    """The machine line (with the 1-minute load average before the run and now, when
+    `load_before` is given: other work on the machine moves every figure) and a markdown
+    table of (measure, result)."""
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     print(f"Machine: {machine}, Python {platform.python_version()}{setup}")
+    if load_before is not None:
+        print(f"Load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     print()
     print("| measure | result |")
     print("|---|---|")

@@ -3,7 +3,7 @@ separate processes (`ngpu serve`: ingress+projector on chdb, scheduler, two disp
 one node agent running the sample app with one replica of concurrency 64.
 
 - sync pass-through added latency: as bench_gateway.py (1 KB, sequential, interleaved
-  with direct calls to the container);
+  with calls straight to the container and through the node's proxy);
 - async submissions/s: wrk when installed, else httpx clients in this process;
 - submit-to-completed latency at a steady offered rate (open loop, default 200 tasks/s
   for 20 s, no-op `/echo`): `TaskCompleted.occurred_at - TaskSubmitted.occurred_at`
@@ -16,6 +16,8 @@ Run: .venv/bin/python bench/bench_kafka.py [--sync 1000] [--rate 200] [--seconds
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -30,11 +32,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from bench_gateway import (  # noqa: E402
+    Replica,
     async_rate,
+    find_replica,
     load_arguments,
     pct,
     print_report,
     sync_latency,
+    sync_rows,
     wrk_rate,
 )
 
@@ -45,23 +50,23 @@ HOPS = ("TaskSubmitted", "TaskDispatched", "TaskCompleted")
 WORKSPACE = sample_workspace(name="bench-echo", replicas={"min": 1, "max": 1}, concurrency=64)
 
 
-def start_cluster(cluster: Cluster) -> tuple[str, str]:
-    """Start the cluster; its workspace ID and the container's URL once the replica is ready."""
+def start_cluster(cluster: Cluster) -> tuple[str, Replica]:
+    """Start the cluster; its workspace ID and its replica once that is ready."""
     cluster.start_control_plane()
     cluster.start_node("bench")
     created = httpx.post(f"{cluster.url}/v1/workspaces", json=WORKSPACE, headers=cluster.admin())
     created.raise_for_status()
     workspace_id = str(created.json()["workspace_id"])
 
-    def ready_port() -> int | None:
-        for node in cluster.nodes():
-            for deployment in node["deployments"]:
-                if deployment["workspace_id"] == workspace_id and deployment["state"] == "ready":
-                    return int(deployment["ports"]["8080"])
-        return None
+    def ready() -> bool:
+        return any(
+            d["workspace_id"] == workspace_id and d["state"] == "ready"
+            for node in cluster.nodes()
+            for d in node["deployments"]
+        )
 
-    port = wait_for(ready_port, 120, "the replica to be ready")
-    return workspace_id, f"http://127.0.0.1:{port}"
+    wait_for(ready, 120, "the replica to be ready")
+    return workspace_id, find_replica(cluster.nodes(), workspace_id, cluster.agents["bench"].pid)
 
 
 async def steady_load(base: str, workspace_id: str, rate: int, seconds: int) -> list[str]:
@@ -113,18 +118,21 @@ def main() -> None:
     parser = load_arguments(rate=200, seconds=20)
     parser.description = __doc__
     args = parser.parse_args()
+    load = os.getloadavg()[0]
+    call_key = secrets.token_hex(32)
     with tempfile.TemporaryDirectory() as tmp:
         broker = KafkaBroker.start_in(Path(tmp) / "kafka")
         env = cluster_env(
             broker.bootstrap, NGPU_RATE_LIMIT_PER_S="0", NGPU_LOG_LEVEL="warning",
             NGPU_HEARTBEAT_INTERVAL_S="1", NGPU_NODE_LOST_AFTER_S="10",
+            NGPU_NODE_CALL_KEY=call_key,
         )  # fmt: skip
         (Path(tmp) / "cluster").mkdir()
         cluster = Cluster(Path(tmp) / "cluster", env)
         try:
-            workspace_id, container = start_cluster(cluster)
+            workspace_id, replica = start_cluster(cluster)
             base = cluster.url
-            sync = sync_latency(base, workspace_id, container, args.sync)
+            sync = sync_latency(base, workspace_id, replica, call_key.encode(), args.sync)
             ids = asyncio.run(steady_load(base, workspace_id, args.rate, args.seconds))
             latency = completion_latency(cluster, ids)
             if shutil.which("wrk"):
@@ -137,13 +145,7 @@ def main() -> None:
             cluster.stop()
             broker.stop()
     rows = [
-        ("direct call to the container, 1 KB, p50 / p99",
-         f"{sync['direct_p50']:.2f} / {sync['direct_p99']:.2f} ms"),
-        ("through the gateway (sync), 1 KB, p50 / p99",
-         f"{sync['gateway_p50']:.2f} / {sync['gateway_p99']:.2f} ms"),
-        ("added by the gateway, p50 / p99",
-         f"{sync['gateway_p50'] - sync['direct_p50']:.2f} / "
-         f"{sync['gateway_p99'] - sync['direct_p99']:.2f} ms"),
+        *sync_rows(sync),
         (f"submit-to-completed at {args.rate}/s for {args.seconds} s, p50 / p99",
          f"{latency['total_p50']:.1f} / {latency['total_p99']:.1f} ms"),
         ("... of which submitted to dispatched, p50 / p99",
@@ -154,7 +156,7 @@ def main() -> None:
          f"{rate['rate']:,.0f} /s"),
         (f"until all {rate['submitted']:,.0f} completed", f"{rate['drain_s']:.1f} s"),
     ]  # fmt: skip
-    print_report(rows, ", Kafka broker from compose/kafka")
+    print_report(rows, ", Kafka broker from compose/kafka", load_before=load)
 
 
 if __name__ == "__main__":
