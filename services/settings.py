@@ -311,25 +311,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _node_host_allow_parse(self) -> Settings:
+    def _host_allow_lists_parse(self) -> Settings:
         import ipaddress
 
-        for value in self.node_host_allow:
-            try:
-                ipaddress.ip_network(value.strip(), strict=False)
-            except ValueError as exc:
-                raise ValueError(f"NGPU_NODE_HOST_ALLOW: {value!r} is not a CIDR") from exc
-        return self
-
-    @model_validator(mode="after")
-    def _webhook_host_allow_parse(self) -> Settings:
-        import ipaddress
-
-        for value in self.webhook_host_allow:
-            try:
-                ipaddress.ip_network(value.strip(), strict=False)
-            except ValueError as exc:
-                raise ValueError(f"NGPU_WEBHOOK_HOST_ALLOW: {value!r} is not a CIDR") from exc
+        for name, values in (("NGPU_NODE_HOST_ALLOW", self.node_host_allow),
+                             ("NGPU_WEBHOOK_HOST_ALLOW", self.webhook_host_allow)):  # fmt: skip
+            for value in values:
+                try:
+                    ipaddress.ip_network(value.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {value!r} is not a CIDR") from exc
         return self
 
     @model_validator(mode="before")

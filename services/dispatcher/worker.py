@@ -31,7 +31,6 @@ have no attempt in flight (`ClusterState.cancels_due`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -51,12 +50,12 @@ from events import (
 from services.bus import (
     Bus,
     BusError,
-    BusUnavailable,
     Consumer,
     Record,
     decode_record,
     publish_events,
 )
+from services.bus.patience import commit_quietly, end_of
 from services.bus.progress import CatchUp, catching_up
 from services.dispatcher.backlog import Backlog
 from services.dispatcher.call import CallPolicy, call_node
@@ -67,7 +66,6 @@ log = logging.getLogger(__name__)
 GROUP = "dispatcher"
 _ENDED_MEMORY = 100_000
 _COMMIT_EVERY_S = 0.25
-_ENDS_RETRY_S = 1.0
 _PUBLISH_RETRY_MIN_S, _PUBLISH_RETRY_MAX_S = 0.5, 10.0
 
 Partition = tuple[str, int]
@@ -142,7 +140,7 @@ class Dispatcher:
                         if idle and time.monotonic() - last_commit >= _COMMIT_EVERY_S:
                             last_commit = time.monotonic()
                             offsets = self.tracker.committable()
-                            committing = asyncio.create_task(_commit(consumer, offsets))
+                            committing = asyncio.create_task(commit_quietly(consumer, offsets))
                 finally:
                     if committing is not None:
                         committing.cancel()
@@ -200,7 +198,7 @@ class Dispatcher:
         if stale is not None:  # below `offset` another member had them; the rest come again
             for _, record in stale.release():
                 self._finished(record)
-        end = max(await _end_of(consumer, where), offset + 1)
+        end = max(await end_of(consumer, where), offset + 1)
         if end > offset + 1:
             log.info("reading %s:%d from %d to %d before calling", *where, offset, end)
         self._backlogs[where] = Backlog(end)
@@ -312,22 +310,6 @@ class Dispatcher:
         self._ended[task_id] = None
         if len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)
-
-
-async def _end_of(consumer: Consumer, where: Partition) -> int:
-    """The end of partition `where` as of now; waits out a bus that cannot tell."""
-    while True:
-        try:
-            return (await consumer.ends([where])).get(where, 0)
-        except BusUnavailable as exc:
-            log.warning("the end of %s:%d is unknown, retrying: %s", *where, exc)
-            await asyncio.sleep(_ENDS_RETRY_S)
-
-
-async def _commit(consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
-    """Store `offsets`; a refusal (a rebalance, the bus away) is left to the next commit."""
-    with contextlib.suppress(BusError):
-        await consumer.commit(offsets)
 
 
 def _first_time(seen: OrderedDict[tuple[str, int], None], key: tuple[str, int]) -> bool:

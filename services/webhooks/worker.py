@@ -44,8 +44,9 @@ from events import (
     utc_now,
 )
 from events.base import Event
-from services.bus import Bus, BusError, BusUnavailable, Consumer, Record, decode_record
+from services.bus import Bus, BusError, Consumer, Record, decode_record
 from services.bus.eventlog import publish_events
+from services.bus.patience import commit_quietly, end_of
 from services.bus.progress import CatchUp, catching_up
 from services.dispatcher.offsets import OffsetTracker
 from services.hosts import HostPolicy
@@ -63,7 +64,6 @@ GROUP = "webhooks"
 _COMMIT_EVERY_S = 0.5
 _ASSIGNMENT_EVERY_S = 1.0
 _UNKNOWN_WORKSPACE_RETRY_S = 1.0
-_ENDS_RETRY_S = 1.0
 _PUBLISH_RETRY_MIN_S, _PUBLISH_RETRY_MAX_S = 0.5, 10.0
 _IDLE_WAKE_S = 3600.0
 
@@ -160,7 +160,9 @@ class WebhookWorker:
                 idle = committing is None or committing.done()
                 if idle and time.monotonic() - last_commit >= _COMMIT_EVERY_S:
                     last_commit = time.monotonic()
-                    committing = asyncio.create_task(_commit(consumer, self.tracker.committable()))
+                    committing = asyncio.create_task(
+                        commit_quietly(consumer, self.tracker.committable())
+                    )
         finally:
             if committing is not None:
                 committing.cancel()
@@ -199,7 +201,7 @@ class WebhookWorker:
             if task.offset < offset:
                 self._forget(task)
         self._paused.discard(where)
-        end = await _end_of(consumer, where)
+        end = await end_of(consumer, where)
         if end > offset:
             if end > offset + 1:
                 log.info("webhooks: reading %s:%d from %d to %d before sending", *where, offset,
@@ -383,19 +385,3 @@ class WebhookWorker:
                 log.debug("publishing a webhook attempt failed, retrying: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(_PUBLISH_RETRY_MAX_S, 2 * delay)
-
-
-async def _end_of(consumer: Consumer, where: Partition) -> int:
-    """The end of partition `where` as of now; waits out a bus that cannot tell."""
-    while True:
-        try:
-            return (await consumer.ends([where])).get(where, 0)
-        except BusUnavailable as exc:
-            log.warning("the end of %s:%d is unknown, retrying: %s", *where, exc)
-            await asyncio.sleep(_ENDS_RETRY_S)
-
-
-async def _commit(consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
-    """Store `offsets`; a refusal (a rebalance, the bus away) is left to the next commit."""
-    with contextlib.suppress(BusError):
-        await consumer.commit(offsets)
