@@ -23,6 +23,7 @@ from events.node import (
 from events.registry import EVENT_TYPES, is_terminal
 from events.task import (
     BodyEncoding,
+    IdempotencyChecked,
     TaskCancelled,
     TaskCancelRequested,
     TaskCompleted,
@@ -55,6 +56,7 @@ __all__ = [
     "EventDecodeError",
     "EventEncodeError",
     "GpuInfo",
+    "IdempotencyChecked",
     "NgpuError",
     "NodeDrained",
     "NodeHeartbeat",

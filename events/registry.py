@@ -12,6 +12,7 @@ from events.deployment import (
 )
 from events.node import NodeDrained, NodeHeartbeat, NodeLost, NodeRegistered, NodeRevoked
 from events.task import (
+    IdempotencyChecked,
     TaskCancelled,
     TaskCancelRequested,
     TaskCompleted,
@@ -53,6 +54,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskCancelRequested,
         TaskCancelled,
         TaskExpired,
+        IdempotencyChecked,
         WebhookSecretRotated,
         WebhookAttempted,
         WebhookDelivered,

@@ -61,6 +61,13 @@ class TaskSubmitted(TaskEvent):
     """An absolute http(s) URL the `webhooks` role posts the task's `webhook_events` to,
     signed (Standard Webhooks); checked at submission and again at each delivery."""
     webhook_events: tuple[WebhookKind, ...] = ()
+    idempotency_key: str = ""
+    """The caller's `Idempotency-Key`, hashed with the workspace id (`services.ingress.
+    idempotency`), or "": a keyed task waits for the scheduler's `IdempotencyChecked`
+    before it is queued."""
+    request_digest: str = ""
+    """A digest of what the task sends to its container (path, port, body), kept with a
+    key so a repeat with another request can be told apart; "" without a key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +168,26 @@ class TaskCancelled(TaskEvent):
     task_id: str
     workspace_id: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyChecked(TaskEvent):
+    """The scheduler's verdict on a keyed submission: the first of its key within the
+    window (`original_task_id == task_id`: the task is queued from now on), or a repeat of
+    `original_task_id`, which ends at once (the scheduler's `TaskCancelled` follows it in
+    the log). `original_digest` is the first submission's `request_digest`, so an ingress
+    folding this verdict can answer later repeats of the key itself. Not terminal."""
+
+    task_id: str
+    workspace_id: str
+    idempotency_key: str
+    original_task_id: str
+    original_digest: str
+
+    @property
+    def repeat(self) -> bool:
+        """Whether the task repeats an earlier one (and so ends without running)."""
+        return self.original_task_id != self.task_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ RESULT_CODES: dict[int, str] = {
     409: "cancelTask of a task that has already ended (its `state` is in the answer)",
     410: "the task was cancelled (cancelTask, or its workspace was deleted)",
     413: "body too large",
+    422: "an Idempotency-Key already used for another request within 24 h",
     429: "rate limited, or the queue is full (NGPU_QUEUE_MAX_BYTES_PER_WORKSPACE or "
     "NGPU_QUEUE_MAX_BYTES)",
     502: "node error: the node failed, or the container answered an HTTP error",

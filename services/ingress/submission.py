@@ -126,15 +126,20 @@ def check_queue_bytes(
         )
 
 
+def check_rate(context: IngressContext, workspace: WorkspaceView) -> None:
+    """Count a request against its workspace's rate limit (`RateLimited` past it)."""
+    if not context.limiter.allow(workspace.registered.workspace_id):
+        raise RateLimited("too many requests for this workspace; slow down")
+
+
 async def check_caller(
     context: IngressContext, tasks: TaskFollower, workspace: WorkspaceView, body: ContractBody
 ) -> None:
     """Rate limit, the queue's byte caps (weighed again as the submission is published:
     `publish_submission`), then the BRC-20 gate (skipped for an empty address), which may
     cost a call to an indexer."""
+    check_rate(context, workspace)
     workspace_id = workspace.registered.workspace_id
-    if not context.limiter.allow(workspace_id):
-        raise RateLimited("too many requests for this workspace; slow down")
     check_queue_bytes(context.settings, tasks, workspace_id, body_bytes(body.payload))
     try:
         await context.gate.require(body.btc_address)

@@ -1,7 +1,9 @@
 """Follows the task topic from this ingress's start: keeps a `TaskView` and wakes the
 sync requests waiting for their task to end. Works with any number of ingress processes:
 each follows the whole topic. It also counts the queued bytes the queue's caps weigh: the
-view's, and those of the submissions this ingress is publishing. It reads from the
+view's, and those of the submissions this ingress is publishing. It folds the scheduler's
+`IdempotencyChecked` verdicts into `keys`, and wakes the submissions awaiting theirs.
+It reads from the
 topic's end as of its start, so it is caught up (`ready`) once started."""
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 
-from events import EventDecodeError, TaskSubmitted, topics
+from events import EventDecodeError, IdempotencyChecked, TaskSubmitted, topics
 from services.bus import Bus, decode_record
+from services.ingress.idempotency import KeyIndex
 from services.ingress.taskview import TaskStatus, TaskView
 from services.readiness import Component
 
@@ -28,7 +31,9 @@ class TaskFollower:
         self.bus = bus
         self.view = TaskView(capacity)
         self.ready = ready or Component("tasks")
+        self.keys = KeyIndex(capacity)
         self._waiters: dict[str, list[asyncio.Future[TaskStatus]]] = {}
+        self._verdicts: dict[str, asyncio.Future[IdempotencyChecked]] = {}
         self._task: asyncio.Task[None] | None = None
         self._publishing: Counter[str] = Counter()
         self._publishing_total = 0
@@ -91,6 +96,16 @@ class TaskFollower:
         if not waiting:
             self._waiters.pop(task_id, None)
 
+    def expect_verdict(self, task_id: str) -> asyncio.Future[IdempotencyChecked]:
+        """A future resolved with the scheduler's verdict on the keyed task `task_id`.
+        Call before publishing it; `forget_verdict` once done with it."""
+        future: asyncio.Future[IdempotencyChecked] = asyncio.get_running_loop().create_future()
+        self._verdicts[task_id] = future
+        return future
+
+    def forget_verdict(self, task_id: str) -> None:
+        self._verdicts.pop(task_id, None)
+
     async def _run(self) -> None:
         while True:
             try:
@@ -98,6 +113,9 @@ class TaskFollower:
                     try:
                         envelope = decode_record(record)
                     except EventDecodeError:
+                        continue
+                    if isinstance(envelope.event, IdempotencyChecked):
+                        self._verdict(envelope.event, envelope.occurred_at)
                         continue
                     status = self.view.apply(envelope.event, envelope.occurred_at)
                     if status is not None and status.ended:
@@ -109,3 +127,9 @@ class TaskFollower:
             except Exception:
                 log.exception("task follower failed; retrying")
                 await asyncio.sleep(1.0)
+
+    def _verdict(self, verdict: IdempotencyChecked, at: datetime) -> None:
+        self.keys.apply(verdict, at)
+        future = self._verdicts.pop(verdict.task_id, None)
+        if future is not None and not future.done():
+            future.set_result(verdict)

@@ -35,7 +35,7 @@ from services.scheduler.records import (
     WorkspaceSpec,
 )
 from services.scheduler.replicas import deployment_id_for, detect_lost_nodes, plan_replicas
-from services.scheduler.rounds import cancel_requested, dispatch_waiting
+from services.scheduler.rounds import cancel_requested, check_keys, dispatch_waiting
 from services.scheduler.state import ClusterState
 
 __all__ = [
@@ -67,6 +67,7 @@ __all__ = [
     "WorkspaceSpec",
     "build_profile",
     "cancel_requested",
+    "check_keys",
     "deployment_id_for",
     "detect_lost_nodes",
     "dispatch_event",

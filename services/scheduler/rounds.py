@@ -23,6 +23,24 @@ def cancel_requested(state: ClusterState, now: datetime) -> list[Event]:
     return events
 
 
+def check_keys(state: ClusterState, now: datetime) -> list[Event]:
+    """The `IdempotencyChecked` of every keyed task awaiting one, each followed, for a
+    repeat of an earlier task, by the `TaskCancelled` that ends it; all folded into
+    `state` at `now` (a first claim queues its task)."""
+    events: list[Event] = []
+    for verdict in state.keys_due(now):
+        state.apply_event(verdict, now)
+        events.append(verdict)
+        if verdict.repeat:
+            ended = TaskCancelled(
+                verdict.task_id, verdict.workspace_id,
+                reason=f"a repeat of task {verdict.original_task_id} (same Idempotency-Key)",
+            )  # fmt: skip
+            state.apply_event(ended, now)
+            events.append(ended)
+    return events
+
+
 def dispatch_waiting(
     state: ClusterState,
     now: datetime,

@@ -40,7 +40,7 @@ from services.scheduler.records import (
     WorkspaceSpec,
 )
 from services.scheduler.replicas import plan_replicas
-from services.scheduler.rounds import cancel_requested, dispatch_waiting
+from services.scheduler.rounds import cancel_requested, check_keys, dispatch_waiting
 from services.scheduler.state import ClusterState
 from services.settings import Settings
 
@@ -106,6 +106,7 @@ class SchedulerRunner:
                 now = utc_now()
                 # Cancels first: a cancelled task whose attempt failed is not retried.
                 events = cancel_requested(self.state, now)
+                events += check_keys(self.state, now)
                 events += self._retry(now)
                 ticked = time.monotonic() - last_tick >= self.tick_s
                 if ticked:

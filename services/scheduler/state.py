@@ -16,6 +16,13 @@ queue (it is never dispatched again). While an attempt of it is in flight the di
 ends it (it aborts the call); once none is (at once for a queued task, or when the
 attempt fails and would be retried) it is due for the scheduler's own `TaskCancelled`
 (`cancels_due`). So a task's end has one emitter per phase.
+
+Idempotency: a `TaskSubmitted` with an `idempotency_key` is held out of the queue until
+the scheduler's `IdempotencyChecked` for it is folded (`keys_due` lists those awaiting
+one). The verdict, not the order submissions happen to be folded in, decides which task
+holds a key: the first verdict for a key within `IDEMPOTENCY_WINDOW_S` claims it, later
+ones name it as their original. Claims older than the window are forgotten as the fold's
+time passes them, so what the state holds is bounded by the window's keyed submissions.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from events.node import (
     NodeRevoked,
 )
 from events.task import (
+    IdempotencyChecked,
     TaskCancelled,
     TaskCancelRequested,
     TaskCompleted,
@@ -74,6 +82,9 @@ FINISHED_MEMORY = 100_000
 """How many finished task ids the fold remembers, so that a late duplicate of one of
 their events cannot take a slot again (the oldest are forgotten first)."""
 
+IDEMPOTENCY_WINDOW_S = 86_400.0
+"""How long an `Idempotency-Key` stays claimed by its first task."""
+
 
 class ClusterState:
     """The scheduler's view of the cluster, updated in place by `apply`.
@@ -98,11 +109,13 @@ class ClusterState:
         "_ended",
         "_failed_on",
         "_finished",
+        "_keys",
         "_nodes",
         "_ready",
         "_ready_ids",
         "_serials",
         "_tasks",
+        "_unchecked",
         "_workspaces",
         "_ws_in_flight",
         "_ws_latency",
@@ -128,6 +141,10 @@ class ClusterState:
         self._assignments: dict[str, Assignment] = {}
         self._finished: dict[str, None] = {}
         self._cancelling: dict[str, str] = {}
+        self._keys: dict[str, tuple[str, str, float]] = {}
+        """Idempotency key -> (task id, request digest, claim time (s)), oldest first."""
+        self._unchecked: dict[str, tuple[str, str]] = {}
+        """Keyed task id -> (key, request digest), awaiting its `IdempotencyChecked`."""
         self._ws_in_flight: dict[str, int] = {}
         self._ws_latency: dict[str, float] = {}
         self._arrivals = 0
@@ -210,6 +227,32 @@ class ClusterState:
             for task_id, reason in self._cancelling.items()
             if task_id not in self._assignments
         ]
+
+    def claimed_keys(self) -> dict[str, str]:
+        """Idempotency key -> the task holding it, for the claims not yet forgotten."""
+        return {key: claim[0] for key, claim in self._keys.items()}
+
+    def keys_due(self, now: datetime) -> list[IdempotencyChecked]:
+        """The verdict for each keyed task awaiting one, in submission order: a repeat of
+        the task that claims its key when one does at `now` (within the window), else the
+        key's first. Fold each before the next is made (`rounds.check_keys`)."""
+        now_s = epoch_s(now)
+        verdicts: list[IdempotencyChecked] = []
+        claimed: dict[str, tuple[str, str]] = {}
+        for task_id, (key, digest) in self._unchecked.items():
+            claim = self._keys.get(key)
+            if key in claimed:
+                original, original_digest = claimed[key]
+            elif claim is not None and now_s - claim[2] < IDEMPOTENCY_WINDOW_S:
+                original, original_digest = claim[0], claim[1]
+            else:
+                original, original_digest = task_id, digest
+                claimed[key] = (task_id, digest)
+            workspace_id = self._tasks[task_id].workspace_id
+            verdicts.append(
+                IdempotencyChecked(task_id, workspace_id, key, original, original_digest)
+            )
+        return verdicts
 
     @property
     def in_flight_by_workspace(self) -> Mapping[str, int]:
@@ -408,7 +451,30 @@ class ClusterState:
         )
         self._arrivals += 1
         self._tasks[ev.task_id] = task
-        self.queue.push(task)
+        if ev.idempotency_key:
+            self._unchecked[ev.task_id] = (ev.idempotency_key, ev.request_digest)
+        else:
+            self.queue.push(task)
+
+    def _idempotency_checked(self, ev: IdempotencyChecked, at: float) -> None:
+        self._forget_keys_before(at - IDEMPOTENCY_WINDOW_S)
+        if ev.task_id not in self._unchecked:
+            return  # a duplicate verdict, or one of a task already ended
+        del self._unchecked[ev.task_id]
+        if ev.repeat:
+            return  # the scheduler's TaskCancelled that follows ends it
+        self._keys.pop(ev.idempotency_key, None)  # an expired claim: the newest goes last
+        self._keys[ev.idempotency_key] = (ev.task_id, ev.original_digest, at)
+        task = self._tasks.get(ev.task_id)
+        if task is not None and ev.task_id not in self._cancelling:
+            self.queue.push(task)
+
+    def _forget_keys_before(self, cutoff: float) -> None:
+        while self._keys:
+            key, (_, _, claimed_at) = next(iter(self._keys.items()))
+            if claimed_at >= cutoff:
+                return
+            del self._keys[key]
 
     def _task_dispatched(self, ev: TaskDispatched, at: float) -> None:
         task = self._tasks.get(ev.task_id)
@@ -483,6 +549,7 @@ class ClusterState:
             self._release(current)
         self._tasks.pop(task_id, None)
         self._cancelling.pop(task_id, None)
+        self._unchecked.pop(task_id, None)
         self.queue.remove(task_id)
         self._finished[task_id] = None
         if len(self._finished) > FINISHED_MEMORY:
@@ -590,5 +657,6 @@ _HANDLERS: dict[type[Event], _Handler] = {
     TaskCancelRequested: ClusterState._task_cancel_requested,
     TaskCancelled: ClusterState._task_ended,
     TaskExpired: ClusterState._task_ended,
+    IdempotencyChecked: ClusterState._idempotency_checked,
 }
 """The fold, by event type: each handler takes the state, the event and its time (s)."""

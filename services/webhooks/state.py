@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from events import (
     Envelope,
+    IdempotencyChecked,
     TaskDispatched,
     TaskSubmitted,
     WebhookAbandoned,
@@ -89,6 +90,9 @@ class Hooks:
             return task
         known = self.tasks.get(getattr(event, "task_id", ""))
         if known is None:
+            return None
+        if isinstance(event, IdempotencyChecked) and event.repeat:
+            del self.tasks[event.task_id]  # it ends unrun: its first task's hooks speak
             return None
         task = known
         match event:

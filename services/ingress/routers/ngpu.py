@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from events import TaskCancelRequested, utc_now
+from events import TaskCancelRequested, TaskSubmitted, utc_now
 from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
 from services.ingress.auth import WORKSPACE_SECURITY_SCHEME, Context, WorkspaceAuth, context_of
@@ -27,13 +27,24 @@ from services.ingress.errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from services.ingress.idempotency import (
+    KEY_HEADER,
+    MAX_KEY_LENGTH,
+    VERDICT_WAIT_S,
+    KeyedRequest,
+    Original,
+    keyed_request,
+    same_request,
+)
 from services.ingress.paramurl import container_path
 from services.ingress.responses import JsonResponse
 from services.ingress.results import DONE, IN_PROGRESS, contract_body, http_status
 from services.ingress.store import TaskStore
 from services.ingress.submission import (
     BRC20_UNAVAILABLE,
+    ContractBody,
     check_caller,
+    check_rate,
     parse_body,
     publish_submission,
     submission,
@@ -42,7 +53,7 @@ from services.ingress.submission import (
 from services.ingress.taskfollower import TaskFollower
 from services.ingress.taskids import issued_at
 from services.ingress.tasklist import list_task_ids
-from services.ingress.taskoptions import prefer_wait, task_options
+from services.ingress.taskoptions import TaskOptions, prefer_wait, task_options
 from services.ingress.taskview import TaskStatus
 from services.ingress.webhookparams import webhook_request
 
@@ -151,6 +162,12 @@ _WEBHOOK: tuple[_Param, ...] = (
     ("webhook_events", False, "Which events to post: start, completed, or start,completed "
      "(default completed).", {"type": "string", "pattern": _WEBHOOK_EVENTS_PATTERN}),
 )  # fmt: skip
+_IDEMPOTENCY_KEY: _Param = (
+    KEY_HEADER, False, "1-255 visible ASCII characters. The same key from the same workspace "
+    "within a day answers the first task (async: its taskID; sync: its outcome) instead of "
+    "creating another; another request (path, port, btc_address, data) under it is a 422.",
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+)  # fmt: skip
 _PREFER: _Param = ("Prefer", False, "`wait=N`: after N seconds without an outcome, answer 202 "
                    "with the taskID (result_code 100) and let the task go on.",
                    {"type": "string", "pattern": "^wait=[0-9]{1,5}$"})  # fmt: skip
@@ -158,9 +175,11 @@ _PREFER: _Param = ("Prefer", False, "`wait=N`: after N seconds without an outcom
 
 @router.post("/user/schedulingTask", openapi_extra=_docs(
     ("paramUrl", True, "Path on the container, e.g. sdapi/v1/img2img.", _STRING), _PARAM_PORT,
-    *_TASK_OPTIONS, *_WEBHOOK, body=True))  # fmt: skip
+    *_TASK_OPTIONS, *_WEBHOOK, body=True, headers=(_IDEMPOTENCY_KEY,)))  # fmt: skip
 async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonResponse:
-    """Async mode: answers the taskID once `TaskSubmitted` is durable."""
+    """Async mode: answers the taskID once `TaskSubmitted` is durable (with an
+    `Idempotency-Key`, once the scheduler has checked it: a repeat answers the first
+    task's taskID)."""
     context = context_of(request)
     tasks, _ = _served(context)
     body = parse_body(await request.body())
@@ -169,14 +188,74 @@ async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonRes
     port = target_port(workspace, query.get("paramPort"))
     options = task_options(query, workspace, context.settings)
     hook = await webhook_request(query, context.settings)
+    keyed = _keyed(request, workspace, target, port, body)
+    known = _known_repeat(context, tasks, workspace, keyed)
+    if known is not None:
+        return _queued(known)
     await check_caller(context, tasks, workspace, body)
     event = submission(context, request, workspace, body, mode="async", method="schedulingTask",
                        param_url=target, param_port=port, options=options)  # fmt: skip
     if hook is not None:
         event = replace(event, webhook=hook.url, webhook_events=hook.events)
-    await publish_submission(context, tasks, event)
-    answer = _answer(IN_PROGRESS, "SUCCESS! The task is queued", taskID=event.task_id)
-    return _of_task(answer, event.task_id)
+    if keyed is None:
+        await publish_submission(context, tasks, event)
+        return _queued(event.task_id)
+    return _queued(await _publish_keyed(context, tasks, event, keyed))
+
+
+def _queued(task_id: str) -> JsonResponse:
+    answer = _answer(IN_PROGRESS, "SUCCESS! The task is queued", taskID=task_id)
+    return _of_task(answer, task_id)
+
+
+def _keyed(
+    request: Request, workspace: WorkspaceAuth, target: str, port: int, body: ContractBody
+) -> KeyedRequest | None:
+    return keyed_request(
+        request.headers, workspace.registered.workspace_id, path=target, port=port,
+        btc_address=body.btc_address, payload=body.payload,
+    )  # fmt: skip
+
+
+def _known_repeat(
+    context: IngressContext,
+    tasks: TaskFollower,
+    workspace: WorkspaceAuth,
+    keyed: KeyedRequest | None,
+) -> str | None:
+    """The task holding `keyed`'s key, when this ingress knows it (422 when the request
+    differs); the repeat counts against the workspace's rate limit, as any request."""
+    if keyed is None:
+        return None
+    original = tasks.keys.original(keyed.key, utc_now())
+    if original is None:
+        return None
+    check_rate(context, workspace)
+    return same_request(keyed, original)
+
+
+async def _publish_keyed(
+    context: IngressContext, tasks: TaskFollower, event: TaskSubmitted, keyed: KeyedRequest
+) -> str:
+    """Publish a keyed submission and wait for the scheduler's verdict: the id of the task
+    that holds the key (`event`'s own, or the first task's; 422 when the first asked
+    something else). 503 naming the task when no verdict comes within `VERDICT_WAIT_S`
+    (a retry with the same key then finds it)."""
+    event = replace(event, idempotency_key=keyed.key, request_digest=keyed.digest)
+    verdict = tasks.expect_verdict(event.task_id)
+    try:
+        await publish_submission(context, tasks, event)
+        try:
+            checked = await asyncio.wait_for(verdict, VERDICT_WAIT_S)
+        except TimeoutError as exc:
+            raise ServiceUnavailable(
+                "the scheduler has not checked the Idempotency-Key yet; send the request "
+                "again with the same key",
+                headers={TASK_ID_HEADER: event.task_id},
+            ) from exc
+    finally:
+        tasks.forget_verdict(event.task_id)
+    return same_request(keyed, Original(checked.original_task_id, checked.original_digest))
 
 
 async def _query_task(
@@ -428,14 +507,15 @@ async def check_address_amp(address: str, request: Request) -> JsonResponse:
 
 
 @router.post("/user/{path:path}", openapi_extra=_docs(
-    _PARAM_PORT, *_TASK_OPTIONS, body=True, headers=(_PREFER,)))  # fmt: skip
+    _PARAM_PORT, *_TASK_OPTIONS, body=True, headers=(_PREFER, _IDEMPOTENCY_KEY)))  # fmt: skip
 async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Sync mode: forwards `data` to `path` on the container and answers its response.
     Every answer once the task is published carries its taskID (`X-NGPU-Task-ID`). With
     `Prefer: wait=N`, a task without an outcome after N seconds answers 202 with its
-    taskID (result_code 100) and goes on."""
+    taskID (result_code 100) and goes on. With an `Idempotency-Key` a repeat waits for
+    the first task's outcome."""
     context = context_of(request)
-    tasks, _ = _served(context)
+    tasks, store = _served(context)
     if path in RESERVED:
         raise BadRequest(f"{path} is not called with POST", field="path")
     body = parse_body(await request.body())
@@ -443,34 +523,79 @@ async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> 
     port = target_port(workspace, request.query_params.get("paramPort"))
     options = task_options(request.query_params, workspace, context.settings)
     preferred = prefer_wait(request.headers.getlist("prefer"))
+    keyed = _keyed(request, workspace, target, port, body)
+    known = _known_repeat(context, tasks, workspace, keyed)
+    if known is not None:
+        return await _outcome_of(context, tasks, store, known, options, preferred)
     await check_caller(context, tasks, workspace, body)
     event = submission(context, request, workspace, body, mode="sync", method=path.strip("/"),
                        param_url=target, param_port=port, options=options)  # fmt: skip
     ended = tasks.expect(event.task_id)
     try:
-        await publish_submission(context, tasks, event)
-        settings = context.settings
-        wait_s = min(
-            settings.sync_wait_max_s,
-            options.ttl_s + options.timeout_s * settings.task_max_attempts + 5,
-        )
-        patience = wait_s if preferred is None else min(wait_s, preferred)
-        try:
-            status = await asyncio.wait_for(asyncio.shield(ended), patience)
-        except TimeoutError as exc:
-            if patience < wait_s:  # the caller's `Prefer: wait=N` ran out: the task goes on
-                msg = f"no outcome within {preferred}s; poll /user/queryTask?taskID={event.task_id}"
-                answer = _answer(IN_PROGRESS, msg, taskID=event.task_id)
-                answer.headers["Preference-Applied"] = f"wait={preferred}"
-                return _of_task(answer, event.task_id)
-            raise GatewayTimeout(
-                f"no answer within {wait_s:.0f}s; poll /user/queryTask?taskID={event.task_id}",
-                headers={TASK_ID_HEADER: event.task_id},
-            ) from exc
+        if keyed is None:
+            await publish_submission(context, tasks, event)
+        else:
+            original = await _publish_keyed(context, tasks, event, keyed)
+            if original != event.task_id:
+                return await _outcome_of(context, tasks, store, original, options, preferred)
+        return await _await_end(context, event.task_id, ended, options, preferred)
     finally:
         tasks.forget(event.task_id, ended)
+
+
+async def _outcome_of(
+    context: IngressContext,
+    tasks: TaskFollower,
+    store: TaskStore,
+    task_id: str,
+    options: TaskOptions,
+    preferred: int | None,
+) -> JsonResponse:
+    """The sync answer for an existing task (a repeat's original): at once when it has
+    ended, else once it does (as `_await_end`)."""
+    ended = tasks.expect(task_id)  # before looking: an end arriving meanwhile is not missed
+    try:
+        status = tasks.status(task_id) or await store.status(task_id)
+        if status is not None and status.ended:
+            return _sync_answer(task_id, status)
+        return await _await_end(context, task_id, ended, options, preferred)
+    finally:
+        tasks.forget(task_id, ended)
+
+
+async def _await_end(
+    context: IngressContext,
+    task_id: str,
+    ended: asyncio.Future[TaskStatus],
+    options: TaskOptions,
+    preferred: int | None,
+) -> JsonResponse:
+    """Wait on `ended` (the task's end, expected before it could be missed) as long as
+    the task may take, or `Prefer: wait=N` allows (202, the task goes on), and answer."""
+    settings = context.settings
+    wait_s = min(
+        settings.sync_wait_max_s,
+        options.ttl_s + options.timeout_s * settings.task_max_attempts + 5,
+    )
+    patience = wait_s if preferred is None else min(wait_s, preferred)
+    try:
+        status = await asyncio.wait_for(asyncio.shield(ended), patience)
+    except TimeoutError as exc:
+        if patience < wait_s:  # the caller's `Prefer: wait=N` ran out: the task goes on
+            msg = f"no outcome within {preferred}s; poll /user/queryTask?taskID={task_id}"
+            answer = _answer(IN_PROGRESS, msg, taskID=task_id)
+            answer.headers["Preference-Applied"] = f"wait={preferred}"
+            return _of_task(answer, task_id)
+        raise GatewayTimeout(
+            f"no answer within {wait_s:.0f}s; poll /user/queryTask?taskID={task_id}",
+            headers={TASK_ID_HEADER: task_id},
+        ) from exc
+    return _sync_answer(task_id, status)
+
+
+def _sync_answer(task_id: str, status: TaskStatus) -> JsonResponse:
     code, msg, data = outcome(status)
     # A failure names its task in the body too, for getDetailed; success keeps the
     # contract's three fields.
-    extra = {} if code == DONE else {"taskID": event.task_id}
-    return _of_task(_answer(code, msg, data=data, **extra), event.task_id)
+    extra = {} if code == DONE else {"taskID": task_id}
+    return _of_task(_answer(code, msg, data=data, **extra), task_id)

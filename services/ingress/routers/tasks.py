@@ -35,6 +35,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "TaskCancelRequested": ("reason",),
     "TaskCancelled": ("reason",),
     "TaskExpired": ("waited_s",),
+    "IdempotencyChecked": ("original_task_id",),
     "WebhookAttempted": ("kind", "attempt", "status_code", "latency_ms", "error", "retry_in_s"),
     "WebhookDelivered": ("kind", "attempts", "status_code"),
     "WebhookAbandoned": ("kind", "attempts", "reason"),

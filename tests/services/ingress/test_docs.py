@@ -41,8 +41,10 @@ async def test_openapi_documents_the_ngpu_routes_parameters_and_bearer(
     options = {"timeout_s": False, "ttl_s": False, "priority": False}
     expected = {
         ("/user/schedulingTask", "post"): {"paramUrl": True, "paramPort": False, **options,
-                                           "webhook": False, "webhook_events": False},
-        ("/user/{path}", "post"): {"path": True, "paramPort": False, **options, "Prefer": False},
+                                           "webhook": False, "webhook_events": False,
+                                           "Idempotency-Key": False},
+        ("/user/{path}", "post"): {"path": True, "paramPort": False, **options, "Prefer": False,
+                                   "Idempotency-Key": False},
         ("/user/queryTask", "get"): {"taskID": True},
         ("/user/cancelTask", "post"): {"taskID": True},
         ("/user/queryTaskList", "get"): {"startTime": False, "endTime": False, "limit": False,
