@@ -4,6 +4,7 @@ from events import topics
 from events.base import Event, utc_now
 from events.codec import decode, encode, event_from_data, event_json_schema, to_document
 from events.deployment import (
+    DeploymentDraining,
     DeploymentFailed,
     DeploymentReady,
     DeploymentRequested,
@@ -41,11 +42,19 @@ from events.webhook import (
     WebhookKind,
     WebhookSecretRotated,
 )
-from events.workspace import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
+from events.workspace import (
+    ReplicasScaled,
+    RolloutFailed,
+    ScalingMetric,
+    WorkspaceDeleted,
+    WorkspaceRegistered,
+    WorkspaceUpdated,
+)
 
 __all__ = [
     "EVENT_TYPES",
     "BodyEncoding",
+    "DeploymentDraining",
     "DeploymentFailed",
     "DeploymentReady",
     "DeploymentRequested",
@@ -63,6 +72,9 @@ __all__ = [
     "NodeLost",
     "NodeRegistered",
     "NodeRevoked",
+    "ReplicasScaled",
+    "RolloutFailed",
+    "ScalingMetric",
     "TaskCancelRequested",
     "TaskCancelled",
     "TaskCompleted",

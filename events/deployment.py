@@ -30,6 +30,9 @@ class DeploymentRequested(DeploymentEvent):
     gpu_count: int
     health_path: str = "/health"
     env: dict[str, str] = field(default_factory=dict)
+    revision: int = 0
+    """The workspace revision it runs (0: requested before revisions were recorded, the
+    workspace's first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,17 @@ class DeploymentReady(DeploymentEvent):
     node_id: str
     workspace_id: str
     host_ports: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentDraining(DeploymentEvent):
+    """The scheduler sends no more tasks to the replica (a newer revision replaces it);
+    it is stopped once the tasks it runs have ended."""
+
+    deployment_id: str
+    node_id: str
+    workspace_id: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from events.base import Event
 from events.deployment import (
+    DeploymentDraining,
     DeploymentFailed,
     DeploymentReady,
     DeploymentRequested,
@@ -28,7 +29,13 @@ from events.webhook import (
     WebhookDelivered,
     WebhookSecretRotated,
 )
-from events.workspace import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
+from events.workspace import (
+    ReplicasScaled,
+    RolloutFailed,
+    WorkspaceDeleted,
+    WorkspaceRegistered,
+    WorkspaceUpdated,
+)
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
@@ -36,6 +43,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WorkspaceRegistered,
         WorkspaceUpdated,
         WorkspaceDeleted,
+        ReplicasScaled,
+        RolloutFailed,
         NodeRegistered,
         NodeHeartbeat,
         NodeLost,
@@ -44,6 +53,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DeploymentRequested,
         DeploymentStarting,
         DeploymentReady,
+        DeploymentDraining,
         DeploymentFailed,
         DeploymentStopped,
         TaskSubmitted,

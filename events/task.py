@@ -94,6 +94,8 @@ class TaskDispatched(TaskEvent):
     gpu_type: str = ""
     gpu_count: int = 1
     retry_on_timeout: bool = False
+    revision: int = 0
+    """The workspace revision of the replica it runs on (0: not recorded)."""
     proxy_cert_sha256: str = ""
 
 

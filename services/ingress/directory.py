@@ -9,11 +9,12 @@ applying it once, so it can be rebuilt by replaying the log.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from events import (
+    DeploymentDraining,
     DeploymentFailed,
     DeploymentReady,
     DeploymentRequested,
@@ -25,13 +26,15 @@ from events import (
     NodeLost,
     NodeRegistered,
     NodeRevoked,
+    ReplicasScaled,
+    RolloutFailed,
     WorkspaceDeleted,
     WorkspaceRegistered,
     WorkspaceUpdated,
 )
 from services.ingress.tokens import digest
 
-DeploymentState = Literal["requested", "starting", "ready", "failed", "stopped"]
+DeploymentState = Literal["requested", "starting", "ready", "draining", "failed", "stopped"]
 
 
 @dataclass(slots=True)
@@ -44,6 +47,56 @@ class WorkspaceView:
     created_at: datetime
     retry_on_timeout: bool = False
     max_priority: int = 0
+    revision: int = 1
+    """The revision its replicas run (`registered` holds its template)."""
+    latest_revision: int = 1
+    """The highest revision ever given (a rolled-back one included): the next is above."""
+    previous: tuple[WorkspaceRegistered, int] | None = None
+    """The template and revision before the current one, while a rollout may fail."""
+    scaling: dict[str, Any] = field(default_factory=dict)
+    """metric, target, scale_up_after_s, scale_down_after_s."""
+    scaled: dict[str, Any] | None = None
+    """The scheduler's last `ReplicasScaled`: replicas, reason, at."""
+    rollout: dict[str, Any] | None = None
+    """The last failed rollout: revision, reason, at (until the next revision)."""
+
+    def apply_update(self, event: WorkspaceUpdated) -> None:
+        """As the scheduler folds it (`WorkspaceSpec.updated`): settings always, the
+        template when the event's revision is newer."""
+        self.replicas_min, self.replicas_max = event.replicas_min, event.replicas_max
+        self.timeout_s = event.timeout_s
+        self.retry_on_timeout = event.retry_on_timeout
+        self.max_priority = event.max_priority
+        self.scaling = scaling_of(event)
+        if event.revision == 0:
+            self.env = dict(event.env)
+        elif event.revision > self.revision:
+            self.latest_revision = max(self.latest_revision, event.revision)
+            self.previous = (replace(self.registered, env=self.env), self.revision)
+            self.registered = replace(
+                self.registered, image=event.image, command=tuple(event.command),
+                gpu_type=event.gpu_type, gpu_count=event.gpu_count, ports=tuple(event.ports),
+                health_path=event.health_path, concurrency=event.concurrency,
+                env=dict(event.env),
+            )  # fmt: skip
+            self.env, self.revision, self.rollout = dict(event.env), event.revision, None
+
+    def roll_back(self, event: RolloutFailed, at: datetime) -> None:
+        if event.revision != self.revision or self.previous is None:
+            return
+        self.registered, self.revision = self.previous
+        self.env, self.previous = dict(self.registered.env), None
+        self.rollout = {"revision": event.revision, "state": "rolled_back",
+                        "reason": event.reason, "at": at.isoformat()}  # fmt: skip
+
+
+def scaling_of(event: WorkspaceRegistered | WorkspaceUpdated) -> dict[str, Any]:
+    return {
+        "metric": event.scaling_metric,
+        "target": event.scaling_target,
+        "scale_up_after_s": event.scale_up_after_s,
+        "scale_down_after_s": event.scale_down_after_s,
+    }
 
 
 @dataclass(slots=True)
@@ -85,16 +138,20 @@ class Directory:
                 self.workspaces[event.workspace_id] = WorkspaceView(
                     event, dict(event.env), event.replicas_min, event.replicas_max,
                     event.timeout_s, at, event.retry_on_timeout, max_priority=event.max_priority,
+                    scaling=scaling_of(event),
                 )  # fmt: skip
                 self.workspace_names[event.name] = event.workspace_id
                 self.workspace_digests[digest(event.workspace_id)] = event.workspace_id
             case WorkspaceUpdated():
                 if view := self.workspaces.get(event.workspace_id):
-                    view.env = dict(event.env)
-                    view.replicas_min, view.replicas_max = event.replicas_min, event.replicas_max
-                    view.timeout_s = event.timeout_s
-                    view.retry_on_timeout = event.retry_on_timeout
-                    view.max_priority = event.max_priority
+                    view.apply_update(event)
+            case ReplicasScaled():
+                if view := self.workspaces.get(event.workspace_id):
+                    view.scaled = {"replicas": event.replicas, "reason": event.reason,
+                                   "at": at.isoformat()}  # fmt: skip
+            case RolloutFailed():
+                if view := self.workspaces.get(event.workspace_id):
+                    view.roll_back(event, at)
             case WorkspaceDeleted():
                 if view := self.workspaces.pop(event.workspace_id, None):
                     self.workspace_names.pop(view.registered.name, None)
@@ -125,7 +182,11 @@ class Directory:
             case DeploymentRequested():
                 node.deployments.setdefault(event.deployment_id, DeploymentView(event))
             case (
-                DeploymentStarting() | DeploymentReady() | DeploymentFailed() | DeploymentStopped()
+                DeploymentStarting()
+                | DeploymentReady()
+                | DeploymentDraining()
+                | DeploymentFailed()
+                | DeploymentStopped()
             ):
                 self._apply_deployment_state(node, event)
 
@@ -138,7 +199,13 @@ class Directory:
     @staticmethod
     def _apply_deployment_state(
         node: NodeView,
-        event: DeploymentStarting | DeploymentReady | DeploymentFailed | DeploymentStopped,
+        event: (
+            DeploymentStarting
+            | DeploymentReady
+            | DeploymentDraining
+            | DeploymentFailed
+            | DeploymentStopped
+        ),
     ) -> None:
         deployment = node.deployments.get(event.deployment_id)
         if deployment is None or deployment.state == "stopped":
@@ -146,8 +213,10 @@ class Directory:
         match event:
             case DeploymentStarting():
                 deployment.state = "starting"
-            case DeploymentReady():
+            case DeploymentReady() if deployment.state != "draining":
                 deployment.state, deployment.host_ports = "ready", dict(event.host_ports)
+            case DeploymentDraining():
+                deployment.state, deployment.reason = "draining", event.reason
             case DeploymentFailed():
                 deployment.state, deployment.reason = "failed", event.reason
             case DeploymentStopped():

@@ -50,6 +50,24 @@ class Replicas(Strict):
         return self
 
 
+class Scaling(Strict):
+    """How the scheduler scales a workspace between its replicas' min and max."""
+
+    metric: Literal["queue_delay", "in_flight"] = "queue_delay"
+    target: float | None = Field(
+        None, gt=0, le=86_400,
+        description="queue_delay: seconds (default 4); in_flight: tasks per replica "
+        "(default the workspace's concurrency).",
+    )  # fmt: skip
+    scale_up_after_s: float = Field(0.0, ge=0, le=86_400)
+    scale_down_after_s: float = Field(60.0, ge=0, le=86_400)
+
+    def resolved_target(self, concurrency: int) -> float:
+        if self.target is not None:
+            return self.target
+        return 4.0 if self.metric == "queue_delay" else float(concurrency)
+
+
 def _unicode(text: str) -> bool:
     """Whether `text` is valid Unicode: JSON can carry a lone surrogate (`"\\ud800"`), which
     no event can (encoding it was a 500)."""
@@ -84,6 +102,7 @@ class WorkspaceCreate(Strict):
     concurrency: int = Field(1, ge=1, le=1024)
     retry_on_timeout: bool = False
     max_priority: int = Field(0, ge=0, le=9)
+    scaling: Scaling = Field(default_factory=Scaling)
 
     @field_validator("name")
     @classmethod
@@ -130,19 +149,48 @@ class WorkspaceCreate(Strict):
 
 
 class WorkspaceUpdate(Strict):
-    """`PATCH /v1/workspaces/{id}`: any of replicas, env, timeout_s, retry_on_timeout,
-    max_priority."""
+    """`PATCH /v1/workspaces/{id}`: any of the settings (replicas, timeout_s,
+    retry_on_timeout, max_priority, scaling) and of the template its replicas run (image,
+    command, env, gpu, ports, health_path, concurrency: a change of any is a new
+    revision, rolled out replica by replica)."""
 
     replicas: Replicas | None = None
-    env: dict[str, str] | None = None
+    env: dict[str, str] | None = Field(None, max_length=256)
     timeout_s: float | None = Field(None, gt=0, le=86_400)
     retry_on_timeout: bool | None = None
     max_priority: int | None = Field(None, ge=0, le=9)
+    scaling: Scaling | None = None
+    image: str | None = Field(None, min_length=1, max_length=512)
+    command: str | list[str] | None = None
+    gpu: GpuRequest | None = None
+    ports: list[Port] | None = Field(None, min_length=1, max_length=16)
+    health_path: str | None = Field(None, max_length=512)
+    concurrency: int | None = Field(None, ge=1, le=1024)
 
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return None if value is None else _check_env(value)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return None if value is None else WorkspaceCreate._command(value)
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, value: list[int] | None) -> list[int] | None:
+        return None if value is None else WorkspaceCreate._unique_ports(value)
+
+    @field_validator("health_path")
+    @classmethod
+    def _health_path(cls, value: str | None) -> str | None:
+        return None if value is None else WorkspaceCreate._health_path(value)
+
+    def argv(self) -> tuple[str, ...] | None:
+        if self.command is None:
+            return None
+        return ("sh", "-c", self.command) if isinstance(self.command, str) else tuple(self.command)
 
 
 class GpuInfoIn(Strict):

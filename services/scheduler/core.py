@@ -226,6 +226,7 @@ def dispatch_event(
         retry_on_timeout=payload.retry_on_timeout,
         gpu_type=task.gpu_type,
         gpu_count=task.gpu_count,
+        revision=dep.revision,
         proxy_cert_sha256=node.proxy_cert_sha256,
     )
 

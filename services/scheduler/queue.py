@@ -22,6 +22,9 @@ from events.task import TaskExpired
 from services.scheduler.records import QueuedTask
 from services.scheduler.times import epoch_s
 
+PRIORITIES = 10
+"""Task priorities are 0-9."""
+
 
 class WaitQueue:
     """Waiting tasks by id. Pure data structure: no clock, no I/O; `ordered` and
@@ -88,6 +91,23 @@ class WaitQueue:
             for task in group.values()
         ]
         return sorted(found, key=_arrival_key)
+
+    def oldest_submitted_s(self, workspace_id: str) -> float | None:
+        """When the longest-waiting task of `workspace_id` was submitted (None: none
+        waits). O(priorities) for groups kept in arrival order."""
+        if workspace_id not in self._per_workspace:
+            return None
+        oldest: float | None = None
+        for priority in range(PRIORITIES):
+            group = self._groups.get((priority, workspace_id))
+            if not group:
+                continue
+            if (priority, workspace_id) in self._unsorted:
+                first = min(task.submitted_s for task in group.values())
+            else:
+                first = next(iter(group.values())).submitted_s
+            oldest = first if oldest is None else min(oldest, first)
+        return oldest
 
     def waiting_count(self, workspace_id: str) -> int:
         """How many tasks of `workspace_id` wait."""

@@ -4,7 +4,7 @@ a record handed to a plugin or a caller never changes under it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -27,6 +27,8 @@ class DeploymentPhase(StrEnum):
     REQUESTED = "requested"
     STARTING = "starting"
     READY = "ready"
+    DRAINING = "draining"
+    """Ready, but sent no more tasks: stopped once those it runs have ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +74,15 @@ class DeploymentState:
     last_served_s: float | None = None
     latency_ewma_s: float | None = None
     requested_s: float = 0.0
+    revision: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class WorkspaceSpec:
-    """What a workspace deploys, with its updates applied. `gpu_type` is normalized;
-    `concurrency` is the number of tasks one replica serves at once (at least 1)."""
+    """What a workspace deploys (its `revision`: the template its replicas run), with its
+    updates applied, and how it scales. `gpu_type` is normalized; `concurrency` is the
+    number of tasks one replica serves at once (at least 1). `previous` is the template
+    before the latest revision, kept while a rollout may fail back to it."""
 
     workspace_id: str
     image: str
@@ -91,6 +96,12 @@ class WorkspaceSpec:
     replicas_max: int = 1
     timeout_s: float = 600.0
     concurrency: int = 1
+    revision: int = 1
+    scaling_metric: str = "queue_delay"
+    scaling_target: float = 4.0
+    scale_up_after_s: float = 0.0
+    scale_down_after_s: float = 60.0
+    previous: WorkspaceSpec | None = None
 
     @classmethod
     def from_event(cls, event: WorkspaceRegistered) -> WorkspaceSpec:
@@ -107,23 +118,53 @@ class WorkspaceSpec:
             replicas_max=max(0, event.replicas_max),
             timeout_s=event.timeout_s,
             concurrency=max(1, event.concurrency),
+            scaling_metric=event.scaling_metric,
+            scaling_target=event.scaling_target,
+            scale_up_after_s=event.scale_up_after_s,
+            scale_down_after_s=event.scale_down_after_s,
         )
 
     def updated(self, event: WorkspaceUpdated) -> WorkspaceSpec:
-        return WorkspaceSpec(
-            workspace_id=self.workspace_id,
-            image=self.image,
-            command=self.command,
-            gpu_type=self.gpu_type,
-            gpu_count=self.gpu_count,
-            ports=self.ports,
-            health_path=self.health_path,
+        """With the event's settings; with its template too when it is a newer revision
+        (an older or equal one, a PATCH that lost a race, changes the settings alone)."""
+        settings = replace(
+            self,
             env=MappingProxyType(dict(event.env)),
             replicas_min=max(0, event.replicas_min),
             replicas_max=max(0, event.replicas_max),
             timeout_s=event.timeout_s,
-            concurrency=self.concurrency,
+            scaling_metric=event.scaling_metric,
+            scaling_target=event.scaling_target,
+            scale_up_after_s=event.scale_up_after_s,
+            scale_down_after_s=event.scale_down_after_s,
         )
+        if event.revision <= self.revision:
+            return settings if event.revision == 0 else replace(settings, env=self.env)
+        return replace(
+            settings,
+            image=event.image,
+            command=tuple(event.command),
+            gpu_type=normalize_gpu_type(event.gpu_type),
+            gpu_count=event.gpu_count,
+            ports=tuple(event.ports),
+            health_path=event.health_path,
+            concurrency=max(1, event.concurrency),
+            revision=event.revision,
+            previous=replace(self, previous=None),
+        )
+
+    def rolled_back(self) -> WorkspaceSpec:
+        """Back on the previous template (its replicas serve again), keeping the settings."""
+        if self.previous is None:
+            return self
+        before = self.previous
+        return replace(
+            self,
+            image=before.image, command=before.command, gpu_type=before.gpu_type,
+            gpu_count=before.gpu_count, ports=before.ports, health_path=before.health_path,
+            env=before.env, concurrency=before.concurrency, revision=before.revision,
+            previous=None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,17 @@ Per workspace (largest GPU count first, then by id: first-fit decreasing):
 - replicas on a lost (or revoked) node are gone: `DeploymentStopped("node lost")`, and replaced;
 - replicas of a deleted workspace: `DeploymentStopped("workspace deleted")`;
 - replicas on a draining node do not count; once idle: `DeploymentStopped("node drained")`;
-- above `replicas_max`: stop the extras (not ready first, then the least busy);
-- below `replicas_min`: `DeploymentRequested` on the node `GpuPool.choose` picks (one
-  per missing replica, as long as a node fits; the next pass retries the rest).
+- the count wanted is the workspace's `current_replicas` (its min, or what the autoscaler
+  last decided, within min and max: `services.scheduler.autoscale`);
+- above it: stop the extras (not ready first, then the least busy); one that runs tasks
+  is drained (`DeploymentDraining`: sent no more) and stopped once they have ended;
+- below it: `DeploymentRequested` on the node `GpuPool.choose` picks (one per missing
+  replica, as long as a node fits; the next pass retries the rest);
+- a rollout (replicas of an older revision than the workspace's run): one replica of the
+  new revision at a time is started beside them (a surge of one); each that is ready
+  lets one old replica drain and stop; old replicas not ready yet are stopped at once.
+  When `ROLLOUT_MAX_FAILURES` new replicas have failed, `RolloutFailed`: the workspace
+  goes back to its previous revision, whose replicas never stopped serving.
 New deployment ids are a digest of (workspace id, node id, the workspace's request
 serial): the same state and time always plan the same events, and planning twice before
 folding produces duplicates that the fold ignores.
@@ -20,8 +28,15 @@ from datetime import datetime
 from functools import partial
 
 from events.base import Event
-from events.deployment import DeploymentFailed, DeploymentRequested, DeploymentStopped
+from events.deployment import (
+    DeploymentDraining,
+    DeploymentFailed,
+    DeploymentRequested,
+    DeploymentStopped,
+)
 from events.node import NodeLost
+from events.workspace import RolloutFailed
+from services.scheduler.autoscale import current_replicas
 from services.scheduler.binpack import GpuPool
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.records import (
@@ -38,6 +53,8 @@ NODE_DRAINED = "node drained"
 SCALE_IN = "scale-in"
 WORKSPACE_DELETED = "workspace deleted"
 START_DEADLINE = "start deadline passed"
+ROLLOUT_MAX_FAILURES = 3
+"""New-revision replicas that may fail during a rollout before it is rolled back."""
 _GONE = (NodeStatus.LOST, NodeStatus.REVOKED)
 
 
@@ -81,7 +98,8 @@ def _overdue(state: ClusterState, now_s: float, deadline_s: float, gone: set[str
     events: list[Event] = []
     for dep in sorted(state.deployments.values(), key=lambda d: d.deployment_id):
         late = now_s - dep.requested_s > deadline_s
-        if late and dep.phase is not DeploymentPhase.READY and dep.node_id not in gone:
+        started = dep.phase in (DeploymentPhase.READY, DeploymentPhase.DRAINING)
+        if late and not started and dep.node_id not in gone:
             reason = f"{START_DEADLINE}: not ready {deadline_s:g}s after it was requested"
             events.append(DeploymentFailed(
                 deployment_id=dep.deployment_id, node_id=dep.node_id,
@@ -118,19 +136,56 @@ def _reconcile(
             serving.append(dep)
         elif dep.in_flight == 0:
             events.append(_stop(dep, NODE_DRAINED))
-    target = _target(spec, len(serving))
-    if len(serving) > target:
-        extras = sorted(serving, key=_scale_in_key)[: len(serving) - target]
-        events.extend(_stop(d, SCALE_IN) for d in extras)
-    elif len(serving) < target:
-        events.extend(_place(state, spec, serving, target - len(serving), pool))
+    draining = [d for d in serving if d.phase is DeploymentPhase.DRAINING]
+    events.extend(_stop(d, _replaced(spec)) for d in draining if d.in_flight == 0)
+    active = [d for d in serving if d.phase is not DeploymentPhase.DRAINING]
+    target = current_replicas(state, spec)
+    if any(d.revision != spec.revision for d in active):
+        return events + _roll(state, spec, active, target, pool)
+    if len(active) > target:
+        extras = sorted(active, key=_scale_in_key)[: len(active) - target]
+        events.extend(_retire(d, SCALE_IN) for d in extras)
+    elif len(active) < target:
+        events.extend(_place(state, spec, active, target - len(active), pool))
     return events
 
 
-def _target(spec: WorkspaceSpec, count: int) -> int:
-    # Within min..max nothing changes: load-driven scaling is not this function's job.
-    low, high = spec.replicas_min, max(spec.replicas_min, spec.replicas_max)
-    return min(max(count, low), high)
+def _roll(
+    state: ClusterState,
+    spec: WorkspaceSpec,
+    active: list[DeploymentState],
+    target: int,
+    pool: GpuPool,
+) -> list[Event]:
+    """One step of a rollout (module docstring): `active` holds replicas of an older
+    revision than `spec`'s."""
+    failures = state.rollout_failures(spec.workspace_id)
+    if failures >= ROLLOUT_MAX_FAILURES:
+        reason = (f"{failures} replicas of revision {spec.revision} failed to start; back "
+                  f"on revision {spec.previous.revision if spec.previous else '?'}")  # fmt: skip
+        return [RolloutFailed(spec.workspace_id, spec.revision, reason)]
+    new = [d for d in active if d.revision == spec.revision]
+    old = [d for d in active if d.revision != spec.revision]
+    ready = DeploymentPhase.READY
+    events: list[Event] = [_stop(d, _replaced(spec)) for d in old if d.phase is not ready]
+    old_ready = sorted((d for d in old if d.phase is ready), key=_scale_in_key)
+    new_ready = [d for d in new if d.phase is ready]
+    excess = len(new_ready) + len(old_ready) - target
+    events.extend(_retire(d, _replaced(spec)) for d in old_ready[: max(0, excess)])
+    if len(new) == len(new_ready) and len(new) < target:
+        events.extend(_place(state, spec, active, 1, pool))
+    return events
+
+
+def _replaced(spec: WorkspaceSpec) -> str:
+    return f"replaced by revision {spec.revision}"
+
+
+def _retire(dep: DeploymentState, reason: str) -> Event:
+    """Stop `dep` now if it runs nothing, else drain it (it is stopped once idle)."""
+    if dep.in_flight == 0 or dep.phase is not DeploymentPhase.READY:
+        return _stop(dep, reason)
+    return DeploymentDraining(dep.deployment_id, dep.node_id, dep.workspace_id, reason)
 
 
 def _scale_in_key(dep: DeploymentState) -> tuple[bool, int, str]:
@@ -182,6 +237,7 @@ def _request(spec: WorkspaceSpec, node_id: str, deployment_id: str) -> Deploymen
         gpu_count=spec.gpu_count,
         health_path=spec.health_path,
         env=dict(spec.env),
+        revision=spec.revision,
     )
 
 

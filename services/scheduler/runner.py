@@ -27,6 +27,7 @@ from services.bus.progress import catching_up
 from services.checkpoints import checkpoint_store, fingerprint
 from services.checkpoints.fold import FoldCheckpoints
 from services.readiness import Component
+from services.scheduler.autoscale import Autoscaler
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.core import retry_event
 from services.scheduler.profile import build_profile
@@ -83,6 +84,7 @@ class SchedulerRunner:
         # Until the first lost-after window has passed, nobody is declared lost.
         self._warming = dataclasses.replace(self.settings, lost_after_s=_NEVER_S)
         self._retries: dict[str, TaskFailed] = {}
+        self.autoscaler = Autoscaler()
         self.decisions = 0
 
     async def run(self) -> None:
@@ -170,7 +172,12 @@ class SchedulerRunner:
         return events
 
     def _plan(self, now: datetime, settings: SchedulerSettings) -> list[Event]:
+        """The autoscaler's decisions, then the replica plan that carries them out (and
+        keeps every workspace's replicas in line), each folded at `now`."""
+        scaled: list[Event] = list(self.autoscaler.decide(self.state, now))
+        for event in scaled:
+            self.state.apply_event(event, now)
         planned = plan_replicas(self.state, now, settings)
         for event in planned:
             self.state.apply_event(event, now)
-        return planned
+        return scaled + planned

@@ -34,6 +34,7 @@ from typing import Any
 
 from events.base import Event
 from events.deployment import (
+    DeploymentDraining,
     DeploymentFailed,
     DeploymentReady,
     DeploymentRequested,
@@ -60,7 +61,13 @@ from events.task import (
     TaskRetried,
     TaskSubmitted,
 )
-from events.workspace import WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
+from events.workspace import (
+    ReplicasScaled,
+    RolloutFailed,
+    WorkspaceDeleted,
+    WorkspaceRegistered,
+    WorkspaceUpdated,
+)
 from services.scheduler.errors import InvalidSchedulerSettings
 from services.scheduler.gpu import normalize_gpu_type
 from services.scheduler.queue import WaitQueue
@@ -106,6 +113,7 @@ class ClusterState:
         "_cancelling",
         "_deleted",
         "_deployments",
+        "_desired",
         "_ended",
         "_failed_on",
         "_finished",
@@ -113,6 +121,7 @@ class ClusterState:
         "_nodes",
         "_ready",
         "_ready_ids",
+        "_rollout_failures",
         "_serials",
         "_tasks",
         "_unchecked",
@@ -141,6 +150,10 @@ class ClusterState:
         self._assignments: dict[str, Assignment] = {}
         self._finished: dict[str, None] = {}
         self._cancelling: dict[str, str] = {}
+        self._desired: dict[str, int] = {}
+        """Workspace -> the replicas its last `ReplicasScaled` asked for."""
+        self._rollout_failures: dict[str, int] = {}
+        """Workspace -> replicas of its newest revision that failed while older ones run."""
         self._keys: dict[str, tuple[str, str, float]] = {}
         """Idempotency key -> (task id, request digest, claim time (s)), oldest first."""
         self._unchecked: dict[str, tuple[str, str]] = {}
@@ -290,6 +303,15 @@ class ClusterState:
         """How many replicas of the workspace were ever requested: seeds new replica ids."""
         return self._serials.get(workspace_id, 0)
 
+    def desired_replicas(self, workspace_id: str) -> int | None:
+        """What the workspace's last `ReplicasScaled` asked for (None: never scaled)."""
+        return self._desired.get(workspace_id)
+
+    def rollout_failures(self, workspace_id: str) -> int:
+        """Replicas of the workspace's newest revision that failed while replicas of an
+        older one ran (reset by each new revision)."""
+        return self._rollout_failures.get(workspace_id, 0)
+
     def deployment_failures(self, workspace_id: str, node_id: str) -> int:
         """How many replicas of the workspace failed on the node."""
         return self._failed_on.get((workspace_id, node_id), 0)
@@ -375,6 +397,7 @@ class ClusterState:
             gpu_count=ev.gpu_count,
             requested_s=at,
             in_flight=sum(1 for a in self._assignments.values() if a.deployment_id == dep_id),
+            revision=ev.revision or 1,
         )
         self._by_node[ev.node_id][dep_id] = None
         self._by_workspace.setdefault(ev.workspace_id, {})[dep_id] = None
@@ -387,7 +410,7 @@ class ClusterState:
 
     def _deployment_ready(self, ev: DeploymentReady, at: float) -> None:
         dep = self._deployments.get(ev.deployment_id)
-        if dep is None:
+        if dep is None or dep.phase is DeploymentPhase.DRAINING:
             return
         ports = {int(k): v for k, v in ev.host_ports.items() if k.strip().isdigit()}
         self._deployments[dep.deployment_id] = replace(
@@ -398,12 +421,31 @@ class ClusterState:
             ready[dep.deployment_id] = None
             self._ready_ids.pop(dep.workspace_id, None)
 
+    def _deployment_draining(self, ev: DeploymentDraining, at: float) -> None:
+        dep = self._deployments.get(ev.deployment_id)
+        if dep is None or dep.phase is DeploymentPhase.DRAINING:
+            return
+        self._deployments[dep.deployment_id] = replace(dep, phase=DeploymentPhase.DRAINING)
+        if _discard(self._ready, dep.workspace_id, dep.deployment_id):
+            self._ready_ids.pop(dep.workspace_id, None)
+
     def _deployment_failed(self, ev: DeploymentFailed, at: float) -> None:
         dep = self._deployments.get(ev.deployment_id)
         if dep is not None:
             key = (dep.workspace_id, dep.node_id)
             self._failed_on[key] = self._failed_on.get(key, 0) + 1
+            spec = self._workspaces.get(dep.workspace_id)
+            if spec is not None and dep.revision == spec.revision and self._outdated(spec):
+                ws = dep.workspace_id
+                self._rollout_failures[ws] = self._rollout_failures.get(ws, 0) + 1
             self._end(dep.deployment_id)
+
+    def _outdated(self, spec: WorkspaceSpec) -> bool:
+        """Whether a live replica of the workspace runs a revision other than its own."""
+        return any(
+            self._deployments[d].revision != spec.revision
+            for d in self._by_workspace.get(spec.workspace_id, ())
+        )
 
     def _deployment_stopped(self, ev: DeploymentStopped, at: float) -> None:
         if ev.deployment_id in self._deployments:
@@ -426,10 +468,25 @@ class ClusterState:
     def _workspace_updated(self, ev: WorkspaceUpdated, at: float) -> None:
         spec = self._workspaces.get(ev.workspace_id)
         if spec is not None:
-            self._workspaces[ev.workspace_id] = spec.updated(ev)
+            updated = spec.updated(ev)
+            if updated.revision != spec.revision:
+                self._rollout_failures.pop(ev.workspace_id, None)
+            self._workspaces[ev.workspace_id] = updated
+
+    def _replicas_scaled(self, ev: ReplicasScaled, at: float) -> None:
+        if ev.workspace_id in self._workspaces:
+            self._desired[ev.workspace_id] = ev.replicas
+
+    def _rollout_failed(self, ev: RolloutFailed, at: float) -> None:
+        spec = self._workspaces.get(ev.workspace_id)
+        if spec is not None and spec.revision == ev.revision:
+            self._workspaces[ev.workspace_id] = spec.rolled_back()
+            self._rollout_failures.pop(ev.workspace_id, None)
 
     def _workspace_deleted(self, ev: WorkspaceDeleted, at: float) -> None:
         self._workspaces.pop(ev.workspace_id, None)
+        self._desired.pop(ev.workspace_id, None)
+        self._rollout_failures.pop(ev.workspace_id, None)
         self._deleted.add(ev.workspace_id)
 
     # -- tasks ---------------------------------------------------------------------------
@@ -644,11 +701,14 @@ _HANDLERS: dict[type[Event], _Handler] = {
     DeploymentRequested: ClusterState._deployment_requested,
     DeploymentStarting: ClusterState._deployment_starting,
     DeploymentReady: ClusterState._deployment_ready,
+    DeploymentDraining: ClusterState._deployment_draining,
     DeploymentFailed: ClusterState._deployment_failed,
     DeploymentStopped: ClusterState._deployment_stopped,
     WorkspaceRegistered: ClusterState._workspace_registered,
     WorkspaceUpdated: ClusterState._workspace_updated,
     WorkspaceDeleted: ClusterState._workspace_deleted,
+    ReplicasScaled: ClusterState._replicas_scaled,
+    RolloutFailed: ClusterState._rollout_failed,
     TaskSubmitted: ClusterState._task_submitted,
     TaskDispatched: ClusterState._task_dispatched,
     TaskCompleted: ClusterState._task_completed,

@@ -155,6 +155,7 @@ def node_body(node: NodeView, context: Context, now: datetime) -> dict[str, Any]
             {
                 "deployment_id": deployment_id,
                 "workspace_id": d.spec.workspace_id,
+                "revision": d.spec.revision or 1,
                 "state": d.state,
                 "ports": d.host_ports,
                 "reason": d.reason,

@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     "TaskSubmitted": ("mode", "method"),
-    "TaskDispatched": ("attempt", "node_id"),
+    "TaskDispatched": ("attempt", "node_id", "revision"),
     "TaskCompleted": ("attempt", "node_id", "status_code"),
     "TaskFailed": ("attempt", "node_id", "code", "reason", "retryable", "status_code"),
     "TaskRetried": ("attempt", "reason"),

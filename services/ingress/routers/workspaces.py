@@ -35,6 +35,9 @@ def workspace_body(view: WorkspaceView) -> dict[str, Any]:
         "max_priority": view.max_priority,
         "concurrency": ws.concurrency,
         "created_at": view.created_at.isoformat(),
+        "revision": view.revision,
+        "scaling": {**view.scaling, "last": view.scaled},
+        "rollout": view.rollout,
     }
 
 
@@ -76,7 +79,10 @@ async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth
             env=dict(body.env), replicas_min=body.replicas.min, replicas_max=body.replicas.max,
             timeout_s=body.timeout_s, concurrency=body.concurrency,
             retry_on_timeout=body.retry_on_timeout, max_priority=body.max_priority,
-            webhook_salt=new_salt(),
+            webhook_salt=new_salt(), scaling_metric=body.scaling.metric,
+            scaling_target=body.scaling.resolved_target(body.concurrency),
+            scale_up_after_s=body.scaling.scale_up_after_s,
+            scale_down_after_s=body.scaling.scale_down_after_s,
         )  # fmt: skip
         await context.publish([event])
     # The webhook secret is answered here once (and at each rotation): it is never stored.
@@ -112,21 +118,49 @@ async def read_workspace(workspace_id: str, context: Context, _: AdminAuth) -> d
 async def update_workspace(
     workspace_id: str, body: WorkspaceUpdate, context: Context, _: AdminAuth
 ) -> dict[str, Any]:
-    """Change replicas, env, timeout, retry_on_timeout or max_priority; fields left out
-    keep their values."""
+    """Change settings (replicas, timeout_s, retry_on_timeout, max_priority, scaling) or
+    what the replicas run (image, command, env, gpu, ports, health_path, concurrency);
+    fields left out keep their values. A change of what they run is a new `revision`,
+    rolled out one replica at a time (a new one ready before an old one stops; old ones
+    finish their tasks first); the Workspace ID never changes. A revision whose replicas
+    keep failing to start is rolled back (`rollout` says so)."""
     view = _get(context, workspace_id)
-    replicas_min = body.replicas.min if body.replicas else view.replicas_min
-    replicas_max = body.replicas.max if body.replicas else view.replicas_max
+    ws = view.registered
+    template = {
+        "image": body.image or ws.image,
+        "command": body.argv() or ws.command,
+        "gpu_type": body.gpu.type if body.gpu else ws.gpu_type,
+        "gpu_count": body.gpu.count if body.gpu else ws.gpu_count,
+        "ports": tuple(body.ports) if body.ports else ws.ports,
+        "health_path": body.health_path or ws.health_path,
+        "concurrency": body.concurrency or ws.concurrency,
+    }
+    env = dict(body.env) if body.env is not None else view.env
+    current = {**{name: getattr(ws, name) for name in template}, "command": tuple(ws.command)}
+    changed = template != current or env != view.env
+    scaling = body.scaling
     event = WorkspaceUpdated(
         workspace_id=workspace_id,
-        env=dict(body.env) if body.env is not None else view.env,
-        replicas_min=replicas_min,
-        replicas_max=replicas_max,
+        env=env,
+        replicas_min=body.replicas.min if body.replicas else view.replicas_min,
+        replicas_max=body.replicas.max if body.replicas else view.replicas_max,
         timeout_s=body.timeout_s if body.timeout_s is not None else view.timeout_s,
         retry_on_timeout=(
             body.retry_on_timeout if body.retry_on_timeout is not None else view.retry_on_timeout
         ),
         max_priority=body.max_priority if body.max_priority is not None else view.max_priority,
+        scaling_metric=scaling.metric if scaling else view.scaling["metric"],
+        scaling_target=(
+            scaling.resolved_target(int(template["concurrency"]))  # type: ignore[call-overload]
+            if scaling
+            else view.scaling["target"]
+        ),
+        scale_up_after_s=scaling.scale_up_after_s if scaling else view.scaling["scale_up_after_s"],
+        scale_down_after_s=(
+            scaling.scale_down_after_s if scaling else view.scaling["scale_down_after_s"]
+        ),
+        revision=view.latest_revision + 1 if changed else 0,
+        **(template if changed else {}),  # type: ignore[arg-type]
     )
     await context.publish([event])
     return workspace_body(_get(context, workspace_id))

@@ -158,7 +158,8 @@ async def test_a_completed_task_lists_its_events_in_order(ingress: Ingress) -> N
     submitted, dispatched, completed, attempted, delivered = events
     assert submitted["mode"] == "async" and submitted["method"] == "schedulingTask"
     at = dispatched["at"]
-    assert dispatched == {"type": "TaskDispatched", "at": at, "attempt": 1, "node_id": "node-1"}
+    assert dispatched == {"type": "TaskDispatched", "at": at, "attempt": 1, "node_id": "node-1",
+                          "revision": 0}  # fmt: skip
     assert (completed["attempt"], completed["node_id"], completed["status_code"]) == (
         1, "node-1", 200)  # fmt: skip
     assert attempted["kind"] == "completed" and attempted["latency_ms"] == 12.5

@@ -52,6 +52,7 @@ def workspace_registered(
     replicas_max: int = 1,
     concurrency: int = 1,
     ports: tuple[int, ...] = (PORT,),
+    **extra: Any,
 ) -> WorkspaceRegistered:
     return WorkspaceRegistered(
         workspace_id=workspace_id,
@@ -65,6 +66,7 @@ def workspace_registered(
         replicas_min=replicas_min,
         replicas_max=replicas_max,
         concurrency=concurrency,
+        **extra,
     )
 
 
@@ -197,6 +199,7 @@ class Cluster:
         gpu_type: str = "RTX4090",
         gpu_count: int = 1,
         host_ports: dict[str, int] | None = None,
+        revision: int = 0,
     ) -> None:
         """A replica folded through requested -> starting -> `phase` (or failed/stopped)."""
         ids = {"deployment_id": deployment_id, "node_id": node_id, "workspace_id": workspace_id}
@@ -208,6 +211,7 @@ class Cluster:
                 ports=(PORT,),
                 gpu_type=gpu_type,
                 gpu_count=gpu_count,
+                revision=revision,
             )
         )
         if phase == "requested":
