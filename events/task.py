@@ -61,6 +61,10 @@ class TaskSubmitted(TaskEvent):
     """An absolute http(s) URL the `webhooks` role posts the task's `webhook_events` to,
     signed (Standard Webhooks); checked at submission and again at each delivery."""
     webhook_events: tuple[WebhookKind, ...] = ()
+    stream: bool = False
+    """The submitter asked for the container's output as it is produced (a sync call with
+    `Accept: text/event-stream`, or `schedulingTask?stream=true`): the dispatcher hands
+    its chunks out (`services.output`) besides recording the whole body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,8 @@ class TaskDispatched(TaskEvent):
     gpu_count: int = 1
     retry_on_timeout: bool = False
     proxy_cert_sha256: str = ""
+    stream: bool = False
+    """Copied from `TaskSubmitted.stream`: hand the response's chunks out as they arrive."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,6 +227,7 @@ def dispatch_event(
         gpu_type=task.gpu_type,
         gpu_count=task.gpu_count,
         proxy_cert_sha256=node.proxy_cert_sha256,
+        stream=payload.stream,
     )
 
 
