@@ -68,6 +68,10 @@ class TaskSubmitted(TaskEvent):
     request_digest: str = ""
     """A digest of what the task sends to its container (path, port, body), kept with a
     key so a repeat with another request can be told apart; "" without a key."""
+    stream: bool = False
+    """The submitter asked for the container's output as it is produced (a sync call with
+    `Accept: text/event-stream`, or `schedulingTask?stream=true`): the dispatcher hands
+    its chunks out (`services.output`) besides recording the whole body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,8 @@ class TaskDispatched(TaskEvent):
     revision: int = 0
     """The workspace revision of the replica it runs on (0: not recorded)."""
     proxy_cert_sha256: str = ""
+    stream: bool = False
+    """Copied from `TaskSubmitted.stream`: hand the response's chunks out as they arrive."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,10 +37,12 @@ from services.bus.retention import keep_pruning, retention_policy
 from services.dispatcher import CallPolicy, Dispatcher
 from services.hosts import HostPolicy
 from services.ingress import DirectoryFollower, IngressContext, create_app, server_config
+from services.ingress.outputhub import OutputHub
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
 from services.ingress.taskfollower import TaskFollower
 from services.ingress.tokens import load_or_create
+from services.output import OutputFollower, OutputSink, TopicSink
 from services.readiness import Component, Readiness
 from services.scheduler.runner import SchedulerRunner
 from services.settings import Settings
@@ -229,6 +231,13 @@ async def run_roles(
         jobs: dict[str, Coroutine[Any, Any, None]] = {}
         server: _Server | None = None
         readiness = Readiness()
+        # Streamed output: in process on the embedded log, else through the output topic.
+        hub = OutputHub()
+        sink: OutputSink = hub
+        if settings.bus == "kafka" and "dispatcher" in roles:
+            sink = topic_sink = TopicSink(bus)
+            await topic_sink.start()
+            stack.push_async_callback(topic_sink.close)
         if roles & {"ingress", "projector"}:
             client = await asyncio.to_thread(connect, settings.resolved_clickhouse_dsn)
             writer = ProjectionWriter(
@@ -247,7 +256,7 @@ async def run_roles(
                     raise RolesError("the ingress role needs the admin and node join tokens")
                 flush = projector.flush if projector else None
                 server, follower = await _ingress(
-                    settings, bus, client, creds, stack, flush, readiness
+                    settings, bus, client, creds, stack, flush, readiness, hub
                 )
                 jobs["http"] = server.serve()
                 jobs["directory"] = follower.run()  # caught up while the server answers 503
@@ -265,7 +274,9 @@ async def run_roles(
             concurrency, caller = settings.dispatcher_concurrency, readiness.component("dispatcher")
             jobs["dispatcher"] = _restarting(
                 "dispatcher",
-                lambda: Dispatcher(bus, policy, max_concurrency=concurrency, ready=caller).run(),
+                lambda: Dispatcher(
+                    bus, policy, max_concurrency=concurrency, ready=caller, output=sink
+                ).run(),
                 stopping,
             )  # fmt: skip
         if "webhooks" in roles:
@@ -312,11 +323,13 @@ async def _ingress(
     stack: contextlib.AsyncExitStack,
     flush_projections: Callable[[], None] | None,
     readiness: Readiness,
+    hub: OutputHub,
 ) -> tuple[_Server, DirectoryFollower]:
     """The HTTP server of the ingress role, and its directory follower, to be `run` beside
     it: the server answers (`/healthz`, `/readyz`, and 503 elsewhere) while the directory
     catches up with the log. The task follower is started; both are closed by `stack`.
-    `flush_projections` when the projector runs in this process."""
+    `flush_projections` when the projector runs in this process. Streamed output reaches
+    `hub` (on Kafka from the output topic, followed from its end as of now)."""
     follower = DirectoryFollower(
         bus, settings.checkpoint_interval_s, ready=readiness.component("directory")
     )
@@ -324,15 +337,20 @@ async def _ingress(
     gate = brc20_gate(settings)
     stack.push_async_callback(gate.aclose)
     stack.push_async_callback(follower.close)
+    tasks.on_status = hub.changed
     await tasks.start()
     stack.push_async_callback(tasks.close)
+    if settings.bus == "kafka":
+        output = OutputFollower(bus, hub.emit)
+        await output.start()
+        stack.push_async_callback(output.close)
     context = IngressContext(
         settings, bus, follower, creds.admin_token, creds.join_token, tasks=tasks,
         store=TaskStore(client, DATABASE), gate=gate,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         ip_limiter=RateLimiter(settings.brc20_check_rate_per_s, settings.brc20_check_burst),
         flush_projections=flush_projections, readiness=readiness,
-        node_call_key=node_call_key(settings), webhook_key=webhook_key(settings),
+        node_call_key=node_call_key(settings), webhook_key=webhook_key(settings), output=hub,
     )  # fmt: skip
     return _Server(server_config(create_app(context), settings)), follower
 

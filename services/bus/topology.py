@@ -89,6 +89,13 @@ MAX_MESSAGE_BYTES = max(spec.max_message_bytes for spec in TOPICS.values())
 """The largest record any topic accepts (the producer's request limit)."""
 
 
+OUTPUT = "ngpu.task-output"
+"""Streamed container output on Kafka (`services.output`): chunks of the responses of the
+tasks submitted with `stream`, keyed by task id, for the ingress waiting for them. Not
+history: never folded nor archived (the whole body is in `TaskCompleted`), kept an hour."""
+
+OUTPUT_RETENTION_MS = 3600 * 1000
+
 CHECKPOINTS = "ngpu.checkpoints."
 """The prefix of the checkpoint topics, one per fold (`ngpu.checkpoints.scheduler`):
 compacted, so each keeps its newest checkpoint (one key), with room for large states."""
@@ -103,8 +110,11 @@ def checkpoint_topic(name: str) -> str:
 
 def spec_for(topic: str) -> TopicSpec:
     """The spec of `topic` (a logical name): its entry in `TOPICS`, a checkpoint topic's,
-    else the default."""
+    the output topic's, else the default."""
     if topic.startswith(CHECKPOINTS):
         return TopicSpec(topic, cleanup_policy="compact", segment_ms=10 * 60 * 1000,
                          max_message_bytes=CHECKPOINT_MAX_BYTES)  # fmt: skip
+    if topic == OUTPUT:
+        return TopicSpec(topic, key_field="task_id", retention_ms=OUTPUT_RETENTION_MS,
+                         segment_ms=OUTPUT_RETENTION_MS // 4)  # fmt: skip
     return TOPICS.get(topic) or TopicSpec(topic)

@@ -3,7 +3,12 @@ ended. The target is always the dispatch's `node_ip:host_port` — values the sc
 from a registered node and its deployment — and the path the ingress validated; over
 HTTPS pinned to the node's registered certificate when it registered one
 (`services.certs`): a peer presenting another fails the attempt before the request is
-sent (`node_certificate_mismatch`, retryable on another node)."""
+sent (`node_certificate_mismatch`, retryable on another node).
+
+A dispatch with `stream` hands each chunk of a successful (< 400) response to an
+`OutputSink` as it is read, besides keeping the whole body (within `max_response_bytes`)
+for its `TaskCompleted`. An attempt whose output was handed out is not retried when it
+fails: its readers already hold part of it."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from yarl import URL
 from events import BodyEncoding, TaskCompleted, TaskDispatched, TaskFailed, utc_now
 from services.callsign import PROXY_ERROR_HEADER, deployment_secret, sign
 from services.hosts import HostPolicy, host_refusal
+from services.output import OutputChunk, OutputSink
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,8 @@ def headers_for(dispatch: TaskDispatched, call_key: bytes = b"") -> dict[str, st
         "X-NGPU-Task-ID": dispatch.task_id,
         "X-NGPU-Attempt": str(dispatch.attempt),
     }
+    if dispatch.stream:
+        headers["Accept"] = STREAM_TYPE
     if call_key:
         secret = deployment_secret(call_key, dispatch.deployment_id)
         headers.update(sign(secret, "POST", dispatch.param_url, dispatch.task_id))
@@ -109,6 +117,7 @@ def failed(
 
 
 _CHUNK_BYTES = 64 * 1024
+STREAM_TYPE = "text/event-stream"
 
 
 def classify(
@@ -131,10 +140,14 @@ def classify(
 
 
 async def call_node(
-    session: aiohttp.ClientSession, dispatch: TaskDispatched, policy: CallPolicy
+    session: aiohttp.ClientSession,
+    dispatch: TaskDispatched,
+    policy: CallPolicy,
+    output: OutputSink | None = None,
 ) -> TaskCompleted | TaskFailed:
     """Make the call (`dispatch.timeout_s` bounds all of it); never raises for anything
-    the node or the network does."""
+    the node or the network does. With `output`, a dispatch with `stream` hands its
+    response's chunks there as they arrive."""
     # Checked again at each call: a DNS name may point elsewhere than at registration.
     refusal = policy.hosts and await host_refusal(dispatch.node_ip, policy.hosts)
     if refusal:
@@ -149,6 +162,7 @@ async def call_node(
             return failed(dispatch, "node_certificate_mismatch", reason, transient=True,
                           policy=policy)  # fmt: skip
     started = utc_now()
+    handed = 0  # chunks handed to `output`
     try:
         # encoded=True: the validated path and query go out byte for byte, not re-quoted.
         async with session.post(
@@ -161,6 +175,9 @@ async def call_node(
                 reason = f"the node's proxy refused the call: HTTP {response.status} {refusal}"
                 return failed(dispatch, "node_refused", reason, transient=True, policy=policy)
             body = bytearray()
+            content_type = response.headers.get("Content-Type", "application/octet-stream")
+            streams = output is not None and dispatch.stream and response.status < 400
+            # iter_chunked yields what has arrived as soon as it arrives (up to the size).
             async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
                 body += chunk
                 if len(body) > policy.max_response_bytes:
@@ -169,10 +186,14 @@ async def call_node(
                         f"the container's response exceeds {policy.max_response_bytes} bytes",
                         transient=False, policy=policy,
                     )  # fmt: skip
-            content_type = response.headers.get("Content-Type", "application/octet-stream")
+                if streams and output is not None and chunk:
+                    first = content_type if handed == 0 else ""
+                    output.emit(OutputChunk(dispatch.task_id, dispatch.attempt, handed, chunk,
+                                            first))  # fmt: skip
+                    handed += 1
             return completed(
                 dispatch, response.status, bytes(body), content_type, started, utc_now()
             )
     except (aiohttp.ClientError, TimeoutError) as exc:
         code, reason, transient = classify(exc, dispatch)
-        return failed(dispatch, code, reason, transient=transient, policy=policy)
+        return failed(dispatch, code, reason, transient=transient and not handed, policy=policy)

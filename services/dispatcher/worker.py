@@ -60,6 +60,7 @@ from services.bus.progress import CatchUp, catching_up
 from services.dispatcher.backlog import Backlog
 from services.dispatcher.call import CallPolicy, call_node
 from services.dispatcher.offsets import OffsetTracker
+from services.output import OutputSink
 from services.readiness import Component
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ Partition = tuple[str, int]
 class Dispatcher:
     """Runs until cancelled. `max_concurrency` bounds each workspace's calls in flight
     (and the pooled connections to each node port); no workspace waits for another's.
+    `output` takes the streamed chunks of dispatches with `stream` (`services.output`).
     `ready` is caught up once it has read its partitions up to their ends as of its start
     and released what it held back."""
 
@@ -84,8 +86,10 @@ class Dispatcher:
         *,
         max_concurrency: int = 256,
         ready: Component | None = None,
+        output: OutputSink | None = None,
     ) -> None:
         self.bus = bus
+        self.output = output
         self.ready = ready or Component("dispatcher")
         self.policy = policy or CallPolicy()
         self.max_concurrency = max_concurrency
@@ -271,7 +275,7 @@ class Dispatcher:
         before the call returned (the call is aborted then, or never made)."""
         task_id, attempt = dispatch.task_id, dispatch.attempt
         if task_id not in self._cancels:
-            call = asyncio.create_task(call_node(self.session, dispatch, self.policy))
+            call = asyncio.create_task(call_node(self.session, dispatch, self.policy, self.output))
             calls = self._calling.setdefault(task_id, {})
             calls[attempt] = call
             try:

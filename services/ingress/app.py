@@ -18,7 +18,7 @@ from services.ingress.errors import ApiError
 from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.responses import JsonResponse
 from services.ingress.results import contract_body
-from services.ingress.routers import analytics, ngpu, nodes, tasks, workspaces
+from services.ingress.routers import analytics, ngpu, nodes, streams, tasks, workspaces
 from services.ingress.starting import StartingGate
 from services.settings import Settings
 
@@ -150,6 +150,7 @@ def create_app(context: IngressContext) -> FastAPI:
         return JsonResponse({"ready": True})
 
     app.include_router(ngpu.router)  # first: the hottest routes are matched first
+    app.include_router(streams.router)
     app.include_router(workspaces.router)
     app.include_router(nodes.router)
     app.include_router(analytics.router)

@@ -16,6 +16,7 @@ from services.hosts import HostPolicy
 from services.ingress.clientip import Network, parse_networks
 from services.ingress.errors import ServiceUnavailable
 from services.ingress.follower import DirectoryFollower
+from services.ingress.outputhub import OutputHub
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
 from services.ingress.taskfollower import TaskFollower
@@ -55,6 +56,9 @@ class IngressContext:
     webhook_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     """Derives each workspace's webhook secret (`services.webhooks.secrets`); the webhooks
     role's must match."""
+    output: OutputHub | None = None
+    """Where streamed output and state changes of tasks reach this ingress's requests (the
+    task follower's `on_status` must feed it); None: streaming is not served."""
 
     def __post_init__(self) -> None:
         self.proxies = self.proxies or parse_networks(self.settings.trusted_proxies)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from events import EventDecodeError, IdempotencyChecked, TaskSubmitted, topics
@@ -37,6 +37,8 @@ class TaskFollower:
         self._task: asyncio.Task[None] | None = None
         self._publishing: Counter[str] = Counter()
         self._publishing_total = 0
+        self.on_status: Callable[[TaskStatus], None] | None = None
+        """Called with a task's status after each of its events read from the log."""
 
     async def start(self) -> None:
         self._consumer = self.bus.consumer([topics.TASKS], group=None, start="latest")
@@ -118,6 +120,8 @@ class TaskFollower:
                         self._verdict(envelope.event, envelope.occurred_at)
                         continue
                     status = self.view.apply(envelope.event, envelope.occurred_at)
+                    if status is not None and self.on_status is not None:
+                        self.on_status(status)
                     if status is not None and status.ended:
                         for future in self._waiters.pop(status.task_id, []):
                             if not future.done():

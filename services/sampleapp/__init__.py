@@ -13,6 +13,10 @@ Routes:
 - `POST /hold?ms=N` (or a JSON body `{"ms": N}`): answers after N ms unless the caller
   closes the connection first; `GET`/`POST /holds` -> `{"holds": {"<X-NGPU-Task-ID>":
   "holding" | "closed" | "answered"}}` (for tests of cancelled calls)
+- `POST /stream?n=N&gap_ms=M[&gate=G][&start_gate=S]` (or a JSON body of those): N
+  server-sent events (`data: {"i": k, "task_id"}`), chunked, M ms apart; with `gate`, only
+  the first until `POST /gates?open=G` (or 60 s) lets the rest go, with `start_gate` none
+  until S opens (for tests of output that reaches the client before the container ends)
 - `POST /echo`: the body and its Content-Type, unchanged
 - `GET /whoami` -> `{"node": NGPU_NODE_ID, "pid", "port", "env": PORT and NGPU_* ids/ports}`
 - `GET`/`POST /calls` -> `{"calls": {"<X-NGPU-Task-ID>": N}}`: how many requests of each

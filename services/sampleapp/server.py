@@ -28,6 +28,8 @@ LINGER_BYTES = 4 * MAX_BODY_BYTES
 WHOAMI_ENV = ("PORT", "NGPU_DEPLOYMENT_ID", "NGPU_NODE_ID", "NGPU_BIND_HOST")
 HOLDS_KEPT = 10_000
 HOLD_POLL_S = 0.02
+MAX_EVENTS = 10_000
+GATE_WAIT_S = 60.0
 
 
 class HttpError(Exception):
@@ -53,6 +55,15 @@ class SampleServer(ThreadingHTTPServer):
         self.calls_lock = threading.Lock()
         # `/hold` calls by X-NGPU-Task-ID: "holding", then "closed" or "answered".
         self.holds: OrderedDict[str, str] = OrderedDict()
+        # `/stream` gates by name, opened by `/gates?open=`.
+        self.gates: OrderedDict[str, threading.Event] = OrderedDict()
+
+    def gate(self, name: str) -> threading.Event:
+        with self.calls_lock:
+            gate = self.gates.setdefault(name, threading.Event())
+            while len(self.gates) > HOLDS_KEPT:
+                self.gates.popitem(last=False)
+            return gate
 
     def count_call(self, task_id: str) -> None:
         with self.calls_lock:
@@ -130,6 +141,8 @@ class SampleHandler(BaseHTTPRequestHandler):
             ("GET", "/holds"): lambda: self._holds(),
             ("POST", "/holds"): lambda: self._holds(),
             ("POST", "/echo"): lambda: self._echo(),
+            ("POST", "/stream"): lambda: self._stream(query),
+            ("POST", "/gates"): lambda: self._open_gate(query),
             ("GET", "/whoami"): lambda: self._send_json(_whoami(self.server)),
             ("GET", "/calls"): lambda: self._calls(),
             ("POST", "/calls"): lambda: self._calls(),
@@ -204,6 +217,41 @@ class SampleHandler(BaseHTTPRequestHandler):
                 return
         self.server.hold_state(task_id, "answered")
         self._send_json({"held_ms": ms, "task_id": task_id or None})
+
+    def _stream(self, query: dict[str, str]) -> None:
+        """`n` server-sent events `gap_ms` apart, each written (a chunk) as it is made;
+        with `gate`, the events after the first wait for that gate to open, and with
+        `start_gate`, the first one too (the headers go out at once)."""
+        body = self._read_body()
+        with contextlib.suppress(ValueError, AttributeError):
+            given = json.loads(body or b"{}")
+            query = {**{k: str(v) for k, v in given.items()}, **query}
+        n = _int(query, "n", 3, 1, MAX_EVENTS)
+        gap_s = _int(query, "gap_ms", 0, 0, MAX_SLEEP_MS) / 1000
+        gate = self.server.gate(query["gate"]) if query.get("gate") else None
+        start = self.server.gate(query["start_gate"]) if query.get("start_gate") else None
+        task_id = self.headers.get("X-NGPU-Task-ID")
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(n):
+            if i == 0 and start is not None:
+                start.wait(GATE_WAIT_S)
+            if i == 1 and gate is not None:
+                gate.wait(GATE_WAIT_S)
+            elif i and gap_s:
+                time.sleep(gap_s)
+            event = b"data: " + json.dumps({"i": i, "task_id": task_id}).encode() + b"\n\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _open_gate(self, query: dict[str, str]) -> None:
+        self._read_body()
+        self.server.gate(query.get("open", "")).set()
+        self._send_json({"opened": query.get("open", "")})
 
     def _holds(self) -> None:
         self._read_body()

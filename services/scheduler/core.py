@@ -228,6 +228,7 @@ def dispatch_event(
         gpu_count=task.gpu_count,
         revision=dep.revision,
         proxy_cert_sha256=node.proxy_cert_sha256,
+        stream=payload.stream,
     )
 
 

@@ -179,6 +179,7 @@ class TaskPayload:
     content_type: str = "application/json"
     timeout_s: float = 600.0
     retry_on_timeout: bool = False
+    stream: bool = False
 
     @classmethod
     def of(cls, event: TaskSubmitted) -> TaskPayload:
@@ -190,6 +191,7 @@ class TaskPayload:
             content_type=event.content_type,
             timeout_s=event.timeout_s,
             retry_on_timeout=event.retry_on_timeout,
+            stream=event.stream,
         )
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 
 from events import TaskCancelRequested, TaskSubmitted, utc_now
 from projections.views import TaskDetail, TaskState
@@ -40,6 +41,7 @@ from services.ingress.paramurl import container_path
 from services.ingress.responses import JsonResponse
 from services.ingress.results import DONE, IN_PROGRESS, contract_body, http_status
 from services.ingress.store import TaskStore
+from services.ingress.streaming import stream_requested, streamed_call, wants_stream
 from services.ingress.submission import (
     BRC20_UNAVAILABLE,
     ContractBody,
@@ -168,6 +170,17 @@ _IDEMPOTENCY_KEY: _Param = (
     "creating another; another request (path, port, btc_address, data) under it is a 422.",
     {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
 )  # fmt: skip
+_STREAM: _Param = ("stream", False, "`true`: the container's output can be followed as it is "
+                   "produced with /user/streamTask (default false: only its state changes and "
+                   "its end).", {"type": "boolean", "default": False})  # fmt: skip
+_ACCEPT: _Param = ("Accept", False, "With `text/event-stream`: a 200 answer is the container's "
+                   "response body (its Content-Type) as it is produced, not the JSON answer.",
+                   {"type": "string"})  # fmt: skip
+_STREAMED: dict[str, Any] = {"200": {
+    "description": "The JSON answer; with `Accept: text/event-stream`, the container's body "
+                   "as it is produced.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}}  # fmt: skip
 _PREFER: _Param = ("Prefer", False, "`wait=N`: after N seconds without an outcome, answer 202 "
                    "with the taskID (result_code 100) and let the task go on.",
                    {"type": "string", "pattern": "^wait=[0-9]{1,5}$"})  # fmt: skip
@@ -175,7 +188,7 @@ _PREFER: _Param = ("Prefer", False, "`wait=N`: after N seconds without an outcom
 
 @router.post("/user/schedulingTask", openapi_extra=_docs(
     ("paramUrl", True, "Path on the container, e.g. sdapi/v1/img2img.", _STRING), _PARAM_PORT,
-    *_TASK_OPTIONS, *_WEBHOOK, body=True, headers=(_IDEMPOTENCY_KEY,)))  # fmt: skip
+    *_TASK_OPTIONS, *_WEBHOOK, _STREAM, body=True, headers=(_IDEMPOTENCY_KEY,)))  # fmt: skip
 async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Async mode: answers the taskID once `TaskSubmitted` is durable (with an
     `Idempotency-Key`, once the scheduler has checked it: a repeat answers the first
@@ -197,6 +210,8 @@ async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonRes
                        param_url=target, param_port=port, options=options)  # fmt: skip
     if hook is not None:
         event = replace(event, webhook=hook.url, webhook_events=hook.events)
+    if stream_requested(query):  # streaming (an extension): followed with /user/streamTask
+        event = replace(event, stream=True)
     if keyed is None:
         await publish_submission(context, tasks, event)
         return _queued(event.task_id)
@@ -506,14 +521,16 @@ async def check_address_amp(address: str, request: Request) -> JsonResponse:
     return await _check_address(address, request)
 
 
-@router.post("/user/{path:path}", openapi_extra=_docs(
-    _PARAM_PORT, *_TASK_OPTIONS, body=True, headers=(_PREFER, _IDEMPOTENCY_KEY)))  # fmt: skip
-async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> JsonResponse:
+@router.post("/user/{path:path}", openapi_extra={**_docs(
+    _PARAM_PORT, *_TASK_OPTIONS, body=True, headers=(_PREFER, _IDEMPOTENCY_KEY, _ACCEPT)),
+    "responses": _STREAMED})  # fmt: skip
+async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> Response:
     """Sync mode: forwards `data` to `path` on the container and answers its response.
     Every answer once the task is published carries its taskID (`X-NGPU-Task-ID`). With
     `Prefer: wait=N`, a task without an outcome after N seconds answers 202 with its
     taskID (result_code 100) and goes on. With an `Idempotency-Key` a repeat waits for
-    the first task's outcome."""
+    the first task's outcome. With `Accept: text/event-stream` (and no key), a 200 is the
+    container's body as it is produced (`services.ingress.streaming`)."""
     context = context_of(request)
     tasks, store = _served(context)
     if path in RESERVED:
@@ -530,6 +547,10 @@ async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> 
     await check_caller(context, tasks, workspace, body)
     event = submission(context, request, workspace, body, mode="sync", method=path.strip("/"),
                        param_url=target, param_port=port, options=options)  # fmt: skip
+    streamable = keyed is None  # a keyed call answers JSON: its task may be another's
+    if streamable and context.output and wants_stream(request.headers.getlist("accept")):
+        return await streamed_call(context, tasks, context.output, replace(event, stream=True),
+                                   options, preferred, sync_answer)  # fmt: skip
     ended = tasks.expect(event.task_id)
     try:
         if keyed is None:
@@ -557,7 +578,7 @@ async def _outcome_of(
     try:
         status = tasks.status(task_id) or await store.status(task_id)
         if status is not None and status.ended:
-            return _sync_answer(task_id, status)
+            return sync_answer(status)
         return await _await_end(context, task_id, ended, options, preferred)
     finally:
         tasks.forget(task_id, ended)
@@ -590,12 +611,13 @@ async def _await_end(
             f"no answer within {wait_s:.0f}s; poll /user/queryTask?taskID={task_id}",
             headers={TASK_ID_HEADER: task_id},
         ) from exc
-    return _sync_answer(task_id, status)
+    return sync_answer(status)
 
 
-def _sync_answer(task_id: str, status: TaskStatus) -> JsonResponse:
+def sync_answer(status: TaskStatus) -> JsonResponse:
+    """The sync route's answer of an ended task."""
     code, msg, data = outcome(status)
     # A failure names its task in the body too, for getDetailed; success keeps the
     # contract's three fields.
-    extra = {} if code == DONE else {"taskID": task_id}
-    return _of_task(_answer(code, msg, data=data, **extra), task_id)
+    extra = {} if code == DONE else {"taskID": status.task_id}
+    return _of_task(_answer(code, msg, data=data, **extra), status.task_id)

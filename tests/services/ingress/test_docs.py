@@ -42,9 +42,10 @@ async def test_openapi_documents_the_ngpu_routes_parameters_and_bearer(
     expected = {
         ("/user/schedulingTask", "post"): {"paramUrl": True, "paramPort": False, **options,
                                            "webhook": False, "webhook_events": False,
-                                           "Idempotency-Key": False},
+                                           "Idempotency-Key": False, "stream": False},
         ("/user/{path}", "post"): {"path": True, "paramPort": False, **options, "Prefer": False,
-                                   "Idempotency-Key": False},
+                                   "Idempotency-Key": False, "Accept": False},
+        ("/user/streamTask", "get"): {"taskID": True},
         ("/user/queryTask", "get"): {"taskID": True},
         ("/user/cancelTask", "post"): {"taskID": True},
         ("/user/queryTaskList", "get"): {"startTime": False, "endTime": False, "limit": False,
@@ -84,7 +85,7 @@ async def test_openapi_types_the_ngpu_query_parameters(control_plane: ControlPla
                 "startTime": "string", "endTime": "string", "limit": "integer",
                 "cursor": "string", "address": "string", "timeout_s": "number",
                 "ttl_s": "number", "priority": "integer", "webhook": "string",
-                "webhook_events": "string"}  # fmt: skip
+                "webhook_events": "string", "stream": "boolean"}  # fmt: skip
     seen: dict[str, set[str]] = {}
     for path, operations in doc["paths"].items():
         if not path.startswith(("/user/", "/brc20/")):
@@ -97,3 +98,10 @@ async def test_openapi_types_the_ngpu_query_parameters(control_plane: ControlPla
     for path in ("/user/schedulingTask", "/user/{path}"):
         body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert set(body["schema"]["properties"]) == {"btc_address", "data"}, path
+
+
+async def test_openapi_documents_the_streamed_answers(control_plane: ControlPlane) -> None:
+    doc = (await control_plane.http.get("/openapi.json")).json()
+    for path, method in (("/user/{path}", "post"), ("/user/streamTask", "get")):
+        answers = doc["paths"][path][method]["responses"]["200"]
+        assert "text/event-stream" in answers["content"], path
