@@ -45,6 +45,8 @@ class WorkspaceRegistered(WorkspaceEvent):
     webhook_salt: str = ""
     """What the workspace's first webhook signing secret is derived from (with a key only
     the control plane holds): not itself secret. `WebhookSecretRotated` replaces it."""
+    registry_auth: str = ""
+    """Registry credentials, sealed (`events.credentials`); `RegistryAuthChanged` replaces them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
 from services.ingress.taskfollower import TaskFollower
 from services.readiness import Readiness
+from services.secretbox import SecretBox
 from services.settings import Settings
 
 
@@ -55,6 +56,9 @@ class IngressContext:
     webhook_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     """Derives each workspace's webhook secret (`services.webhooks.secrets`); the webhooks
     role's must match."""
+    secret_box: SecretBox | None = None
+    """Seals and opens workspaces' registry credentials; from `NGPU_SECRETS_KEY` when not
+    given (None when that is unset: registry credentials are refused)."""
 
     def __post_init__(self) -> None:
         self.proxies = self.proxies or parse_networks(self.settings.trusted_proxies)
@@ -65,6 +69,8 @@ class IngressContext:
             self.register_limiter = RateLimiter(
                 settings.node_register_rate_per_s, settings.node_register_burst
             )
+        if self.secret_box is None and settings.secrets_key is not None:
+            self.secret_box = SecretBox.parse(settings.secrets_key.get_secret_value())
         self.readiness.add(self.follower.ready)
         if self.tasks is not None:
             self.readiness.add(self.tasks.ready)

@@ -25,6 +25,7 @@ from events import (
     NodeLost,
     NodeRegistered,
     NodeRevoked,
+    RegistryAuthChanged,
     WorkspaceDeleted,
     WorkspaceRegistered,
     WorkspaceUpdated,
@@ -44,6 +45,8 @@ class WorkspaceView:
     created_at: datetime
     retry_on_timeout: bool = False
     max_priority: int = 0
+    registry_auth: str = ""
+    """Sealed registry credentials (`events.credentials`), "" for none."""
 
 
 @dataclass(slots=True)
@@ -88,6 +91,10 @@ class Directory:
                 )  # fmt: skip
                 self.workspace_names[event.name] = event.workspace_id
                 self.workspace_digests[digest(event.workspace_id)] = event.workspace_id
+                self.workspaces[event.workspace_id].registry_auth = event.registry_auth
+            case RegistryAuthChanged():
+                if view := self.workspaces.get(event.workspace_id):
+                    view.registry_auth = event.registry_auth
             case WorkspaceUpdated():
                 if view := self.workspaces.get(event.workspace_id):
                     view.env = dict(event.env)
