@@ -3,6 +3,7 @@
 from events import topics
 from events.base import Event, utc_now
 from events.codec import decode, encode, event_from_data, event_json_schema, to_document
+from events.credentials import RegistryAuthChanged
 from events.deployment import (
     DeploymentDraining,
     DeploymentFailed,
@@ -72,6 +73,7 @@ __all__ = [
     "NodeLost",
     "NodeRegistered",
     "NodeRevoked",
+    "RegistryAuthChanged",
     "ReplicasScaled",
     "RolloutFailed",
     "ScalingMetric",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from events.base import Event
+from events.credentials import RegistryAuthChanged
 from events.deployment import (
     DeploymentDraining,
     DeploymentFailed,
@@ -66,6 +67,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskExpired,
         IdempotencyChecked,
         WebhookSecretRotated,
+        RegistryAuthChanged,
         WebhookAttempted,
         WebhookDelivered,
         WebhookAbandoned,

@@ -57,6 +57,8 @@ class WorkspaceRegistered(WorkspaceEvent):
     scale_down_after_s: float = 60.0
     """How long fewer replicas must have sufficed before one is stopped (and how long an
     idle workspace with `replicas_min` 0 keeps its last replica)."""
+    registry_auth: str = ""
+    """Registry credentials, sealed (`events.credentials`); `RegistryAuthChanged` replaces them."""
 
 
 @dataclass(frozen=True, slots=True)

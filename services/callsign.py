@@ -32,12 +32,22 @@ PROXY_ERROR_HEADER = "X-NGPU-Proxy-Error"
 `upstream-unreachable`. The proxy strips it from the container's answers."""
 MAX_SKEW_S = 30.0
 _DEPLOYMENT_CONTEXT = b"ngpu deployment secret v1\n"
+LOGS_PATH = "/_ngpu/logs"
+"""Where a deployment's proxy serves the deployment's log to the control plane."""
+_LOGS_CONTEXT = b"ngpu deployment logs v1"
 
 
 def deployment_secret(call_key: bytes, deployment_id: str) -> str:
     """The secret of one deployment (64 hex characters)."""
     message = _DEPLOYMENT_CONTEXT + deployment_id.encode()
     return hmac.new(call_key, message, hashlib.sha256).hexdigest()
+
+
+def logs_secret(secret: str) -> str:
+    """The key of reads of a deployment's log (`LOGS_PATH`), derived from its secret. A
+    call signed with the deployment's own secret (the dispatcher's, on a customer's
+    `paramUrl`) never verifies as a log read, nor a log read as a call."""
+    return hmac.new(secret.encode(), _LOGS_CONTEXT, hashlib.sha256).hexdigest()
 
 
 def signature(secret: str, method: str, path: str, task_id: str, timestamp: str, nonce: str) -> str:

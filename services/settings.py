@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         "webhooks process must share it; unset: derived from NGPU_ADMIN_TOKEN when that is "
         "set, else generated into the data dir.",
     )
+    secrets_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s) that encrypt workspaces' registry credentials in the "
+        "event log (comma-separated: the first encrypts, every one decrypts, for rotation). "
+        "Every ingress must share them; unset: registry_auth is refused.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     heartbeat_interval_s: float = Field(
         2.0, gt=0, le=300, description="How often node agents heartbeat (told at registration)."
@@ -298,6 +304,14 @@ class Settings(BaseSettings):
         if self.brc20_provider == "auto":
             return "file" if self.brc20_file else "none"
         return self.brc20_provider
+
+    @model_validator(mode="after")
+    def _secrets_key_parses(self) -> Settings:
+        from services.secretbox import SecretBox
+
+        if self.secrets_key is not None:
+            SecretBox.parse(self.secrets_key.get_secret_value())  # ValueError names the setting
+        return self
 
     @model_validator(mode="after")
     def _trusted_proxies_parse(self) -> Settings:

@@ -18,7 +18,17 @@ from services.ingress.errors import ApiError
 from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.responses import JsonResponse
 from services.ingress.results import contract_body
-from services.ingress.routers import analytics, ngpu, nodes, streams, tasks, workspaces
+from services.ingress.routers import (
+    analytics,
+    ngpu,
+    nodes,
+    registry_auth,
+    streams,
+    tasks,
+    workspace_list,
+    workspace_logs,
+    workspaces,
+)
 from services.ingress.starting import StartingGate
 from services.settings import Settings
 
@@ -151,7 +161,10 @@ def create_app(context: IngressContext) -> FastAPI:
 
     app.include_router(ngpu.router)  # first: the hottest routes are matched first
     app.include_router(streams.router)
+    app.include_router(workspace_list.router)  # before `/{id}` routes: none overlap anyway
     app.include_router(workspaces.router)
+    app.include_router(registry_auth.router)
+    app.include_router(workspace_logs.router)
     app.include_router(nodes.router)
     app.include_router(analytics.router)
     app.include_router(tasks.router)

@@ -21,6 +21,7 @@ from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
 from services.ingress.taskfollower import TaskFollower
 from services.readiness import Readiness
+from services.secretbox import SecretBox
 from services.settings import Settings
 
 
@@ -59,6 +60,9 @@ class IngressContext:
     output: OutputHub | None = None
     """Where streamed output and state changes of tasks reach this ingress's requests (the
     task follower's `on_status` must feed it); None: streaming is not served."""
+    secret_box: SecretBox | None = None
+    """Seals and opens workspaces' registry credentials; from `NGPU_SECRETS_KEY` when not
+    given (None when that is unset: registry credentials are refused)."""
 
     def __post_init__(self) -> None:
         self.proxies = self.proxies or parse_networks(self.settings.trusted_proxies)
@@ -69,6 +73,8 @@ class IngressContext:
             self.register_limiter = RateLimiter(
                 settings.node_register_rate_per_s, settings.node_register_burst
             )
+        if self.secret_box is None and settings.secrets_key is not None:
+            self.secret_box = SecretBox.parse(settings.secrets_key.get_secret_value())
         self.readiness.add(self.follower.ready)
         if self.tasks is not None:
             self.readiness.add(self.tasks.ready)

@@ -26,6 +26,7 @@ from events import (
     NodeLost,
     NodeRegistered,
     NodeRevoked,
+    RegistryAuthChanged,
     ReplicasScaled,
     RolloutFailed,
     WorkspaceDeleted,
@@ -59,6 +60,9 @@ class WorkspaceView:
     """The scheduler's last `ReplicasScaled`: replicas, reason, at."""
     rollout: dict[str, Any] | None = None
     """The last failed rollout: revision, reason, at (until the next revision)."""
+
+    registry_auth: str = ""
+    """Sealed registry credentials (`events.credentials`), "" for none."""
 
     def apply_update(self, event: WorkspaceUpdated) -> None:
         """As the scheduler folds it (`WorkspaceSpec.updated`): settings always, the
@@ -142,6 +146,10 @@ class Directory:
                 )  # fmt: skip
                 self.workspace_names[event.name] = event.workspace_id
                 self.workspace_digests[digest(event.workspace_id)] = event.workspace_id
+                self.workspaces[event.workspace_id].registry_auth = event.registry_auth
+            case RegistryAuthChanged():
+                if view := self.workspaces.get(event.workspace_id):
+                    view.registry_auth = event.registry_auth
             case WorkspaceUpdated():
                 if view := self.workspaces.get(event.workspace_id):
                     view.apply_update(event)

@@ -87,6 +87,22 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+class RegistryAuth(Strict):
+    """Credentials of the registry a workspace's image is pulled from (docker runtime).
+    Sealed before anything is published (`services.secretbox`); never answered back."""
+
+    server: str = Field(min_length=1, max_length=512)
+    username: str = Field(min_length=1, max_length=512)
+    password: str = Field(min_length=1, max_length=8192, repr=False)
+
+    @field_validator("server", "username", "password")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not _unicode(value) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("must be valid Unicode without control characters")
+        return value
+
+
 class WorkspaceCreate(Strict):
     """`POST /v1/workspaces`. `command` is a shell string (run through `sh -c`) or argv."""
 
@@ -103,6 +119,7 @@ class WorkspaceCreate(Strict):
     retry_on_timeout: bool = False
     max_priority: int = Field(0, ge=0, le=9)
     scaling: Scaling = Field(default_factory=Scaling)
+    registry_auth: RegistryAuth | None = None
 
     @field_validator("name")
     @classmethod

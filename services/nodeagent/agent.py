@@ -55,7 +55,10 @@ class NodeAgent:
 
     With `registration_file`, the node's registration is kept there and a restarted agent
     resumes as the same node (its token still accepted: the control plane did not revoke
-    it), so its replicas need not wait for the old node to be declared lost."""
+    it), so its replicas need not wait for the old node to be declared lost.
+
+    With `log_dir` (where the runtime writes each deployment's log), each proxy also
+    serves its deployment's log to the control plane (`nodeagent.logstream`)."""
 
     def __init__(
         self,
@@ -68,6 +71,7 @@ class NodeAgent:
         proxy_host: str | None = None,
         registration_file: Path | None = None,
         certificate: ProxyCertificate | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         self.client = client
         self.identity = replace(identity, proxy_cert=certificate.pem if certificate else "")
@@ -77,8 +81,9 @@ class NodeAgent:
         self.runtime = runtime_factory(self.reports.put_nowait)
         self.registration: Registration | None = None
         self.proxies = DeploymentProxies(
-            proxy_host or identity.host, tls=certificate.context if certificate else None
-        )
+            proxy_host or identity.host, tls=certificate.context if certificate else None,
+            log_dir=log_dir,
+        )  # fmt: skip
         self.registration_file = registration_file
         self._stopping = asyncio.Event()
 
@@ -195,11 +200,15 @@ class NodeAgent:
                 await self._start(spec)
 
     async def _start(self, spec: Assignment) -> None:
-        """Open the deployment's proxy, then start it behind it."""
+        """Open the deployment's proxy, then start it behind it. A runtime that pulls
+        images (docker) gets the deployment's registry credentials first, when it has any."""
         try:
+            if spec.registry_auth and self.runtime.name == "docker":
+                credentials = await self.client.registry_credentials(spec.deployment_id)
+                spec = replace(spec, credentials=credentials)
             await self.proxies.open(spec.deployment_id, spec.ports, spec.secret)
             handle = await self.runtime.start(spec)
-        except (DeploymentError, RuntimeUnavailable, OSError) as exc:
+        except (ControlPlaneError, DeploymentError, RuntimeUnavailable, OSError) as exc:
             # It cannot run here at all: say so, so it is placed elsewhere.
             await self.proxies.close(spec.deployment_id)
             self.reports.put_nowait(StatusReport(

@@ -12,7 +12,7 @@ import httpx
 
 from events import GpuInfo
 from services.nodeagent.errors import ControlPlaneError
-from services.nodeagent.runtimes.base import Assignment, StatusReport
+from services.nodeagent.runtimes.base import Assignment, RegistryCredentials, StatusReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +134,16 @@ class ControlPlaneClient:
         }
         path = f"/v1/nodes/{node.node_id}/deployments/{report.deployment_id}/status"
         await self._call("POST", path, node.token, json=body)
+
+    async def registry_credentials(self, deployment_id: str) -> RegistryCredentials:
+        """The registry credentials of one of this node's deployments (the control plane
+        answers them to the node it is assigned to only)."""
+        node = self._node()
+        path = f"/v1/nodes/{node.node_id}/deployments/{deployment_id}/registry-auth"
+        data = (await self._call("GET", path, node.token)).json()
+        try:
+            return RegistryCredentials(
+                str(data["server"]), str(data["username"]), str(data["password"])
+            )
+        except (KeyError, TypeError) as exc:
+            raise ControlPlaneError("malformed registry credentials") from exc

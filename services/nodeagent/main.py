@@ -67,6 +67,7 @@ async def run_node(
     agent = NodeAgent(
         client, identity, runtime_factory(runtime, work_dir), proxy_host=host,
         registration_file=work_dir / REGISTRATION_FILE, certificate=certificate,
+        log_dir=work_dir / "logs",
     )  # fmt: skip
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

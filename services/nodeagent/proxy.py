@@ -8,7 +8,12 @@ the agent reports as the deployment's host port, so it is the only one the dispa
 knows. The listeners serve HTTPS with the certificate the agent registered (the
 dispatcher accepts no other: `services.certs`), or plain HTTP when the agent runs without
 one. A call whose caller hangs up is given up: the proxy closes its connection to the
-container too, so the container sees the call abandoned."""
+container too, so the container sees the call abandoned.
+
+One path is the agent's own: `LOGS_PATH`, signed with the deployment's log key (derived
+from its secret: `callsign.logs_secret`), answers the deployment's log
+(`nodeagent.logstream`) to the control plane. A call to that path signed as a customer's
+call is forwarded to the container like any other."""
 
 from __future__ import annotations
 
@@ -16,19 +21,24 @@ import contextlib
 import logging
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from services.callsign import (
+    LOGS_PATH,
     NONCE_HEADER,
     PROXY_ERROR_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     ReplayGuard,
+    logs_secret,
     verify,
 )
+from services.nodeagent.logstream import serve_log
+from services.nodeagent.runtimes.logs import log_path
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +73,17 @@ class DeploymentProxies:
     HTTPS only."""
 
     def __init__(
-        self, bind_host: str, *, upstream_host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+        self,
+        bind_host: str,
+        *,
+        upstream_host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         self.bind_host = bind_host
+        self.log_dir = log_dir
+        """Where the runtime writes each deployment's log (`runtimes.logs.log_path`),
+        served at `LOGS_PATH` to reads signed with the deployment's log key; None: none."""
         self.upstream_host = upstream_host
         self.tls = tls
         self._fronts: dict[str, _Front] = {}
@@ -151,6 +169,11 @@ class DeploymentProxies:
         self, deployment_id: str, port: str, request: web.Request
     ) -> web.StreamResponse:
         front = self._fronts.get(deployment_id)
+        if front is not None and _log_read(front.secret, request):
+            if not self._replays.first_use(request.headers):
+                return _refusal(401, "unauthorized")
+            log_file = log_path(self.log_dir, deployment_id) if self.log_dir else None
+            return await serve_log(request, log_file)
         if front is None or not verify(
             front.secret, request.method, request.raw_path, request.headers
         ):
@@ -193,6 +216,13 @@ async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.
         await response.write(chunk)
     await response.write_eof()
     return response
+
+
+def _log_read(secret: str, request: web.Request) -> bool:
+    """Whether the request reads the deployment's log, signed with its log key."""
+    if request.path != LOGS_PATH or request.method != "GET":
+        return False
+    return verify(logs_secret(secret), "GET", request.raw_path, request.headers)
 
 
 def _refusal(status: int, code: str) -> web.Response:

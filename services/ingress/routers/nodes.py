@@ -104,11 +104,18 @@ async def assignments(
         "etag": directory.assignments_etag(node_id),
         "deployments": [
             Assignment.from_request(
-                d, deployment_secret(context.node_call_key, d.deployment_id)
+                d,
+                deployment_secret(context.node_call_key, d.deployment_id),
+                registry_auth=_has_registry_auth(context, d.workspace_id),
             ).to_document()
             for d in directory.assignments(node_id)
         ],
     }
+
+
+def _has_registry_auth(context: Context, workspace_id: str) -> bool:
+    view = context.follower.directory.workspaces.get(workspace_id)
+    return view is not None and bool(view.registry_auth)
 
 
 @router.post("/{node_id}/deployments/{deployment_id}/status", status_code=204)

@@ -7,17 +7,21 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from events import WebhookSecretRotated, WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
+from services.ingress import registryauth
 from services.ingress.auth import AdminAuth, Context
 from services.ingress.directory import WorkspaceView
 from services.ingress.errors import Conflict, NotFound
 from services.ingress.models import WorkspaceCreate, WorkspaceUpdate
 from services.ingress.tokens import new_userkey, new_workspace_id
+from services.secretbox import SecretBox
 from services.webhooks.secrets import new_salt, workspace_secret
 
 router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
 
 
-def workspace_body(view: WorkspaceView) -> dict[str, Any]:
+def workspace_body(view: WorkspaceView, box: SecretBox | None = None) -> dict[str, Any]:
+    """The workspace as the management API answers it (the Workspace ID included: the
+    operator is trusted with it). `registry_auth` shows the server and user name only."""
     ws = view.registered
     return {
         "workspace_id": ws.workspace_id,
@@ -38,6 +42,7 @@ def workspace_body(view: WorkspaceView) -> dict[str, Any]:
         "revision": view.revision,
         "scaling": {**view.scaling, "last": view.scaled},
         "rollout": view.rollout,
+        "registry_auth": registryauth.summary(view, box),
     }
 
 
@@ -68,7 +73,9 @@ def _answers(code: int, *required: str, **properties: Any) -> dict[str, Any]:
 @router.post("", status_code=status.HTTP_201_CREATED,
              openapi_extra=_answers(201, "webhook_secret", **_SECRET_FIELD))  # fmt: skip
 async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth) -> dict[str, Any]:
-    """Register a workspace. Names are unique (409 when taken)."""
+    """Register a workspace. Names are unique (409 when taken). `registry_auth` is sealed
+    with `NGPU_SECRETS_KEY` before it is published (503 naming it when unset)."""
+    sealed = registryauth.seal(context.secret_box, body.registry_auth) if body.registry_auth else ""
     async with context.registration_lock:
         if body.name in context.follower.directory.workspace_names:
             raise Conflict(f"a workspace named {body.name!r} exists", field="name")
@@ -83,11 +90,13 @@ async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth
             scaling_target=body.scaling.resolved_target(body.concurrency),
             scale_up_after_s=body.scaling.scale_up_after_s,
             scale_down_after_s=body.scaling.scale_down_after_s,
+            registry_auth=sealed,
         )  # fmt: skip
         await context.publish([event])
     # The webhook secret is answered here once (and at each rotation): it is never stored.
     secret = workspace_secret(context.webhook_key, event.workspace_id, event.webhook_salt)
-    return {**workspace_body(_get(context, event.workspace_id)), "webhook_secret": secret}
+    body_out = workspace_body(_get(context, event.workspace_id), context.secret_box)
+    return {**body_out, "webhook_secret": secret}
 
 
 _ROTATED = _answers(200, "workspace_id", "webhook_secret", workspace_id={"type": "string"},
@@ -111,7 +120,7 @@ async def rotate_webhook_secret(
 
 @router.get("/{workspace_id}")
 async def read_workspace(workspace_id: str, context: Context, _: AdminAuth) -> dict[str, Any]:
-    return workspace_body(_get(context, workspace_id))
+    return workspace_body(_get(context, workspace_id), context.secret_box)
 
 
 @router.patch("/{workspace_id}")
@@ -163,7 +172,7 @@ async def update_workspace(
         **(template if changed else {}),  # type: ignore[arg-type]
     )
     await context.publish([event])
-    return workspace_body(_get(context, workspace_id))
+    return workspace_body(_get(context, workspace_id), context.secret_box)
 
 
 @router.delete("/{workspace_id}", status_code=status.HTTP_204_NO_CONTENT)

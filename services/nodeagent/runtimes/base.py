@@ -22,6 +22,22 @@ EVENT_LOG_LINES = 20
 
 
 @dataclass(frozen=True, slots=True)
+class RegistryCredentials:
+    """What a node pulls a private image with: fetched from the control plane for one
+    deployment assigned to it (`GET /v1/nodes/{id}/deployments/{d}/registry-auth`), held
+    in memory only, never logged."""
+
+    server: str
+    username: str
+    password: str = field(repr=False)
+
+    def auth_config(self) -> dict[str, str]:
+        """The docker SDK's `auth_config` (sent as the Engine API's `X-Registry-Auth`)."""
+        return {"username": self.username, "password": self.password,
+                "serveraddress": self.server}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Assignment:
     """One deployment as a node sees it (`GET /v1/nodes/{id}/assignments`): an opaque
     deployment id, what to run, and `secret`, the key the gateway signs each call to it
@@ -38,14 +54,21 @@ class Assignment:
     health_path: str = "/health"
     env: dict[str, str] = field(default_factory=dict, hash=False)
     secret: str = field(default="", repr=False)
+    registry_auth: bool = False
+    """Whether the image is pulled with registry credentials, which the node fetches for
+    this deployment (they are never in the assignment itself)."""
+    credentials: RegistryCredentials | None = field(default=None, repr=False, compare=False)
+    """The fetched credentials (filled in by the agent, for the runtime)."""
 
     @classmethod
-    def from_request(cls, spec: DeploymentRequested, secret: str = "") -> Assignment:
+    def from_request(
+        cls, spec: DeploymentRequested, secret: str = "", registry_auth: bool = False
+    ) -> Assignment:
         """The node's view of a placement (drops the workspace)."""
         return cls(
             spec.deployment_id, spec.node_id, spec.image, tuple(spec.command),
             tuple(spec.ports), spec.gpu_type, spec.gpu_count, spec.health_path,
-            dict(spec.env), secret,
+            dict(spec.env), secret, registry_auth,
         )  # fmt: skip
 
     def to_document(self) -> dict[str, Any]:
@@ -61,6 +84,7 @@ class Assignment:
             "health_path": self.health_path,
             "env": dict(self.env),
             "secret": self.secret,
+            "registry_auth": self.registry_auth,
         }
 
     @classmethod
@@ -72,7 +96,7 @@ class Assignment:
             str(data["gpu_type"]), int(data["gpu_count"]),
             str(data.get("health_path", "/health")),
             {str(k): str(v) for k, v in dict(data.get("env") or {}).items()},
-            str(data.get("secret", "")),
+            str(data.get("secret", "")), data.get("registry_auth") is True,
         )  # fmt: skip
 
 

@@ -124,11 +124,13 @@ class DockerRuntimeConfig:
 
 @dataclass(frozen=True, slots=True)
 class DockerContext:
-    """What a container deployment runs with."""
+    """What a container deployment runs with; `auth` the registry credentials its image
+    is pulled with (the docker SDK's `auth_config`), None for none."""
 
     run_kwargs: dict[str, Any]
     log: Path
     health_url: str
+    auth: dict[str, str] | None = field(default=None, repr=False)
 
 
 ClientFactory = Callable[[DockerRuntimeConfig], Any]
@@ -218,8 +220,9 @@ class DockerRuntime(SupervisingRuntime[DockerContext]):
             restart_policy=self._config.restart_policy,
         )
         url = health_url(self._config.bind_host, host_ports[str(spec.ports[0])], spec.health_path)
+        auth = spec.credentials.auth_config() if spec.credentials else None
         return handle, DockerContext(
-            kwargs, log_path(self._config.log_dir, spec.deployment_id), url
+            kwargs, log_path(self._config.log_dir, spec.deployment_id), url, auth
         )
 
     async def _run_once(self, record: Supervised[DockerContext], attempt: int) -> RunOutcome:
@@ -227,7 +230,7 @@ class DockerRuntime(SupervisingRuntime[DockerContext]):
         self._report(record, "starting", attempt=attempt)
         append_marker(context.log, f"start attempt {attempt}: image {context.run_kwargs['image']}")
         try:
-            container = await asyncio.to_thread(self._create, context.run_kwargs)
+            container = await asyncio.to_thread(self._create, context.run_kwargs, context.auth)
         except _ENGINE_ERRORS as exc:
             reason = f"cannot run image {context.run_kwargs['image']!r}: {exc}"
             append_marker(context.log, reason)
@@ -238,12 +241,19 @@ class DockerRuntime(SupervisingRuntime[DockerContext]):
             await asyncio.to_thread(self._dispose, container, context.log)
         return RunOutcome(outcome.reason, outcome.ready_for_s, self._tail(context.log))
 
-    def _create(self, kwargs: dict[str, Any]) -> Any:
+    def _create(self, kwargs: dict[str, Any], auth: dict[str, str] | None = None) -> Any:
         """Pull as configured, remove a leftover container of the same name, create and
-        start. Blocking: runs in a worker thread."""
+        start. Blocking: runs in a worker thread.
+
+        With `auth`, the image is pulled before every start whatever `pull` says: the
+        registry checks these credentials each time, so an image cached on the node by
+        someone else's pull is not run on the strength of that. The credentials go to the
+        engine in the pull's `X-Registry-Auth` header only: no command line, no file."""
         client = self._connect()
         image = kwargs["image"]
-        if self._config.pull == "always":
+        if auth is not None:
+            client.images.pull(image, auth_config=auth)
+        elif self._config.pull == "always":
             client.images.pull(image)
         elif self._config.pull == "missing":
             try:

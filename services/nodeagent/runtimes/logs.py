@@ -35,19 +35,19 @@ def append_marker(path: Path, text: str) -> None:
         f.write(f"[ngpu {stamp}] {text}\n")
 
 
-def tail_lines(path: Path, count: int) -> tuple[str, ...]:
+def tail_lines(path: Path, count: int, window: int = _TAIL_CHUNK) -> tuple[str, ...]:
     """The last `count` lines of the file (decoded leniently), reading at most its last
-    64 KiB; empty if the file does not exist."""
+    `window` bytes (64 KiB); empty if the file does not exist."""
     if count <= 0:
         return ()
     try:
         with path.open("rb") as f:
             size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - _TAIL_CHUNK))
+            f.seek(max(0, size - window))
             data = f.read()
     except FileNotFoundError:
         return ()
     lines = data.decode("utf-8", "replace").splitlines()
-    if size > _TAIL_CHUNK and lines:
+    if size > window and lines:
         lines = lines[1:]  # the first line is likely cut
     return tuple(lines[-count:])

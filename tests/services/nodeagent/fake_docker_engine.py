@@ -6,6 +6,7 @@ fake has no network namespace): `PORT` and `NGPU_PORT_<p>` are rewritten to host
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -55,6 +56,8 @@ class FakeEngine:
     images: set[str] = field(default_factory=set)
     containers: dict[str, FakeContainer] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    pull_auths: list[dict[str, Any] | None] = field(default_factory=list)
+    """The decoded `X-Registry-Auth` of each pull (None: the pull sent none)."""
 
     def find(self, ref: str) -> FakeContainer | None:
         for c in self.containers.values():
@@ -115,6 +118,11 @@ class EngineApi:
 
     async def image_pull(self, request: Request) -> Response:
         self._record(request)
+        header = request.headers.get("X-Registry-Auth")
+        self.engine.pull_auths.append(
+            json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+            if header else None
+        )  # fmt: skip
         image = f"{request.query_params['fromImage']}:{request.query_params.get('tag', 'latest')}"
         if not image.startswith(PULLABLE_PREFIX):
             return JSONResponse({"message": f"pull access denied for {image}"}, status_code=404)
