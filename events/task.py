@@ -125,6 +125,8 @@ class TaskCompleted(TaskEvent):
     gpu_count: int
     body_encoding: BodyEncoding = "utf-8"
     content_type: str = "application/json"
+    revision: int = 0
+    """The workspace revision of the replica that answered (its `TaskDispatched`'s)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,6 +251,7 @@ def _completion(envelope: Envelope, event: TaskCompleted) -> OutcomeRow:
         gpu_type=event.gpu_type,
         gpu_count=int64(event.gpu_count),
         gpu_us=int64(work_us * max(0, event.gpu_count)),
+        revision=int64(event.revision),
     )
 
 

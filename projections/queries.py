@@ -26,7 +26,7 @@ from projections.schema import DISPATCHES, EVENTS, OUTCOMES, REQUEUES, SUBMISSIO
 from projections.store import identifier, run_query
 from projections.views import TaskDetail, TaskStatus, UsageRow, build_detail, build_status
 
-GroupBy = Literal["workspace", "node", "gpu_type", "day"]
+GroupBy = Literal["workspace", "node", "gpu_type", "day", "revision"]
 """How `usage` groups: by workspace id, node id, GPU type or UTC day of the response."""
 
 _LIST = Template(
@@ -51,7 +51,8 @@ _WORKSPACE_OF = Template(
 # (the sort key makes that the first row of the task); outer: keep those completions.
 _USAGE = Template(
     "SELECT $key AS key, count() AS tasks, sum(gpu_us) / 1000000 AS gpu_seconds"
-    " FROM (SELECT kind, workspace_id, node_id, gpu_type, ended_at, gpu_us FROM $outcomes"
+    " FROM (SELECT kind, workspace_id, node_id, gpu_type, ended_at, gpu_us, revision"
+    "  FROM $outcomes"
     "  WHERE task_id IN (SELECT task_id FROM $outcomes WHERE $completed)"
     "  ORDER BY task_id, occurred_at, event_id LIMIT 1 BY task_id)"
     " WHERE $completed GROUP BY key ORDER BY key"
@@ -65,6 +66,7 @@ _GROUP_KEYS: dict[str, str] = {
     "node": "node_id",
     "gpu_type": "gpu_type",
     "day": "toString(toDate(ended_at))",
+    "revision": "concat(workspace_id, '@', toString(revision))",
 }
 _COUNT = Template("SELECT uniqExact($column) FROM $table")
 

@@ -135,6 +135,8 @@ class OutcomeRow:
     gpu_us: int
     code: str
     reason: str
+    revision: int = 0
+    """The workspace revision that answered (a completion's; 0: not recorded)."""
 
 
 Row = EventRow | SubmissionRow | DispatchRow | RequeueRow | OutcomeRow

@@ -194,6 +194,7 @@ OUTCOMES = Table(
         "gpu_us": "Int64",
         "code": "String",
         "reason": "String",
+        "revision": "Int64",
     },
     order_by=("task_id", "occurred_at", "event_id"),
     indexes=("ended_at_minmax ended_at TYPE minmax GRANULARITY 1",),

@@ -101,7 +101,7 @@ def completed(
         node_id=dispatch.node_id, node_ip=dispatch.node_ip, node_address=dispatch.node_address,
         status_code=status, response_body=text, started_at=started, finished_at=finished,
         gpu_type=dispatch.gpu_type, gpu_count=dispatch.gpu_count, body_encoding=encoding,
-        content_type=content_type,
+        content_type=content_type, revision=dispatch.revision,
     )  # fmt: skip
 
 

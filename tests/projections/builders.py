@@ -95,6 +95,7 @@ def completed(
     body: str = '{"task_id": "37a41eba"}',
     when: datetime | None = None,
     event_id: str | None = None,
+    revision: int = 0,
 ) -> Envelope:
     event = TaskCompleted(
         task_id=task_id,
@@ -109,6 +110,7 @@ def completed(
         finished_at=finished,
         gpu_type=gpu_type,
         gpu_count=gpu_count,
+        revision=revision,
     )
     return envelope(event, when or finished, event_id)
 

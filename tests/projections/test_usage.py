@@ -18,12 +18,28 @@ RANGE = (DAY1, DAY3)
 
 
 def done(
-    task: str, ws: str, node: str, gpu: str, gpus: int, start: datetime, seconds: float
+    task: str,
+    ws: str,
+    node: str,
+    gpu: str,
+    gpus: int,
+    start: datetime,
+    seconds: float,
+    revision: int = 1,
 ) -> list[Envelope]:
     end = start + timedelta(seconds=seconds)
     return [
         submitted(task, workspace=ws, when=start - timedelta(seconds=1)),
-        completed(task, start, end, workspace=ws, node=node, gpu_type=gpu, gpu_count=gpus),
+        completed(
+            task,
+            start,
+            end,
+            workspace=ws,
+            node=node,
+            gpu_type=gpu,
+            gpu_count=gpus,
+            revision=revision,
+        ),
     ]
 
 
@@ -31,7 +47,7 @@ def history() -> list[Envelope]:
     noon1, noon2 = DAY1 + timedelta(hours=12), DAY2 + timedelta(hours=12)
     return [
         *done("A", "ws-a", "n1", "A100", 2, noon1, 1.5),  # 3 GPU s
-        *done("B", "ws-a", "n2", "H100", 1, noon1, 10),  # 10 GPU s
+        *done("B", "ws-a", "n2", "H100", 1, noon1, 10, revision=2),  # 10 GPU s
         *done("C", "ws-b", "n1", "A100", 4, noon2, 0.25),  # 1 GPU s
         submitted("D", workspace="ws-b", when=noon2),
         failed("D", noon2, retryable=False, workspace="ws-b"),
@@ -54,6 +70,11 @@ EXPECTED = {
     "node": [UsageRow("n1", 2, 4.0), UsageRow("n2", 1, 10.0)],
     "gpu_type": [UsageRow("A100", 2, 4.0), UsageRow("H100", 1, 10.0)],
     "day": [UsageRow(DAY1.date().isoformat(), 2, 13.0), UsageRow(DAY2.date().isoformat(), 1, 1.0)],
+    "revision": [
+        UsageRow("ws-a@1", 1, 3.0),
+        UsageRow("ws-a@2", 1, 10.0),
+        UsageRow("ws-b@1", 1, 1.0),
+    ],
 }
 
 

@@ -18,7 +18,9 @@ router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 async def usage(
     context: Context,
     _: AdminAuth,
-    group_by: Literal["workspace", "node", "gpu_type", "day"] = Query("workspace"),
+    group_by: Literal["workspace", "node", "gpu_type", "day", "revision"] = Query(
+        "workspace", description="`revision` keys are `<workspace id>@<revision>`."
+    ),
     from_: str | None = Query(
         None,
         alias="from",
