@@ -167,3 +167,17 @@ def test_a_rolling_update_under_load_fails_no_task_and_a_broken_one_rolls_back(
                         headers={"Authorization": f"Bearer {ws}"})  # fmt: skip
     dispatched = [e for e in history.json()["events"] if e["type"] == "TaskDispatched"]
     assert dispatched and dispatched[-1]["revision"] == 2
+
+
+def test_a_replica_no_node_can_take_is_explained(cluster: Cluster) -> None:
+    ws = _create(
+        cluster, "nowhere", gpu={"type": "H100", "count": 1}, replicas={"min": 1, "max": 1}
+    )
+    replicas = _workspace(cluster, ws)["replicas"]
+    assert (replicas["wanted"], replicas["ready"], replicas["starting"]) == (1, 0, 0)
+    assert replicas["unplaced"] == "no healthy node has a H100 GPU (1 healthy node(s))"
+    # The node's four RTX 4090s: a fifth replica wanted finds them all taken.
+    wide = _create(cluster, "wide", replicas={"min": 5, "max": 5})
+    wait_for(lambda: len(_replicas(cluster, wide, "ready")) >= 1, GUARD_S, "a replica")
+    unplaced = _workspace(cluster, wide)["replicas"].get("unplaced", "")
+    assert "free RTX4090 GPU(s)" in unplaced and "all taken" in unplaced

@@ -29,7 +29,7 @@ async def set_registry_auth(
     _get(context, workspace_id)
     sealed = registryauth.seal(context.secret_box, body)
     await context.publish([RegistryAuthChanged(workspace_id=workspace_id, registry_auth=sealed)])
-    return workspace_body(_get(context, workspace_id), context.secret_box)
+    return workspace_body(_get(context, workspace_id), context)
 
 
 @router.delete("/v1/workspaces/{workspace_id}/registry-auth", tags=["workspaces"])
@@ -37,7 +37,7 @@ async def remove_registry_auth(workspace_id: str, context: Context, _: AdminAuth
     """Remove the workspace's registry credentials; answers the workspace. Idempotent."""
     if _get(context, workspace_id).registry_auth:
         await context.publish([RegistryAuthChanged(workspace_id=workspace_id, registry_auth="")])
-    return workspace_body(_get(context, workspace_id), context.secret_box)
+    return workspace_body(_get(context, workspace_id), context)
 
 
 @router.get("/v1/nodes/{node_id}/deployments/{deployment_id}/registry-auth", tags=["nodes"])

@@ -54,9 +54,7 @@ async def list_workspaces(
                    if (not name or v.registered.name == name)
                    and v.registered.name.startswith(name_prefix))  # fmt: skip
     page = [(key, v) for key, v in keyed if after is None or key > after][: limit + 1]
-    answer: dict[str, Any] = {
-        "workspaces": [workspace_body(v, context.secret_box) for _, v in page[:limit]]
-    }
+    answer: dict[str, Any] = {"workspaces": [workspace_body(v, context) for _, v in page[:limit]]}
     if len(page) > limit:
         answer["cursor"] = encode_cursor(*page[limit - 1][0])
     return answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Response, status
@@ -9,20 +10,25 @@ from fastapi import APIRouter, Response, status
 from events import WebhookSecretRotated, WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
 from services.ingress import registryauth
 from services.ingress.auth import AdminAuth, Context
+from services.ingress.capacity import replica_counts
+from services.ingress.context import IngressContext
 from services.ingress.directory import WorkspaceView
 from services.ingress.errors import Conflict, NotFound
 from services.ingress.models import WorkspaceCreate, WorkspaceUpdate
 from services.ingress.tokens import new_userkey, new_workspace_id
-from services.secretbox import SecretBox
 from services.webhooks.secrets import new_salt, workspace_secret
 
 router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
 
 
-def workspace_body(view: WorkspaceView, box: SecretBox | None = None) -> dict[str, Any]:
+def workspace_body(view: WorkspaceView, context: IngressContext) -> dict[str, Any]:
     """The workspace as the management API answers it (the Workspace ID included: the
-    operator is trusted with it). `registry_auth` shows the server and user name only."""
+    operator is trusted with it). `registry_auth` shows the server and user name only.
+    `replicas` holds `min` and `max`, `wanted` (the scheduler's last decision, else
+    `min`), `ready`, `starting`, `draining`, and `unplaced` (why) when fewer are placed
+    than wanted."""
     ws = view.registered
+    directory, lost_after_s = context.follower.directory, context.settings.node_lost_after_s
     return {
         "workspace_id": ws.workspace_id,
         "userkey": ws.userkey,
@@ -33,7 +39,7 @@ def workspace_body(view: WorkspaceView, box: SecretBox | None = None) -> dict[st
         "gpu": {"type": ws.gpu_type, "count": ws.gpu_count},
         "ports": list(ws.ports),
         "health_path": ws.health_path,
-        "replicas": {"min": view.replicas_min, "max": view.replicas_max},
+        "replicas": replica_counts(directory, view, datetime.now(UTC), lost_after_s),
         "timeout_s": view.timeout_s,
         "retry_on_timeout": view.retry_on_timeout,
         "max_priority": view.max_priority,
@@ -42,7 +48,7 @@ def workspace_body(view: WorkspaceView, box: SecretBox | None = None) -> dict[st
         "revision": view.revision,
         "scaling": {**view.scaling, "last": view.scaled},
         "rollout": view.rollout,
-        "registry_auth": registryauth.summary(view, box),
+        "registry_auth": registryauth.summary(view, context.secret_box),
     }
 
 
@@ -95,7 +101,7 @@ async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth
         await context.publish([event])
     # The webhook secret is answered here once (and at each rotation): it is never stored.
     secret = workspace_secret(context.webhook_key, event.workspace_id, event.webhook_salt)
-    body_out = workspace_body(_get(context, event.workspace_id), context.secret_box)
+    body_out = workspace_body(_get(context, event.workspace_id), context)
     return {**body_out, "webhook_secret": secret}
 
 
@@ -120,7 +126,7 @@ async def rotate_webhook_secret(
 
 @router.get("/{workspace_id}")
 async def read_workspace(workspace_id: str, context: Context, _: AdminAuth) -> dict[str, Any]:
-    return workspace_body(_get(context, workspace_id), context.secret_box)
+    return workspace_body(_get(context, workspace_id), context)
 
 
 @router.patch("/{workspace_id}")
@@ -172,7 +178,7 @@ async def update_workspace(
         **(template if changed else {}),  # type: ignore[arg-type]
     )
     await context.publish([event])
-    return workspace_body(_get(context, workspace_id), context.secret_box)
+    return workspace_body(_get(context, workspace_id), context)
 
 
 @router.delete("/{workspace_id}", status_code=status.HTTP_204_NO_CONTENT)

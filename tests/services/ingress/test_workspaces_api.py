@@ -70,7 +70,9 @@ async def test_patch_and_delete(control_plane: ControlPlane) -> None:
         headers=control_plane.admin(),
     )
     assert patched.status_code == 200, patched.text
-    assert patched.json()["replicas"] == {"min": 2, "max": 3}
+    replicas = patched.json()["replicas"]
+    assert (replicas["min"], replicas["max"], replicas["wanted"], replicas["ready"]) == (2, 3, 2, 0)
+    assert replicas["unplaced"] == "no healthy node has a RTX4090 GPU (0 healthy node(s))"
     assert patched.json()["timeout_s"] == 30
     assert patched.json()["env"] == {"MODEL": "sd15"}
     assert (await control_plane.http.delete(path, headers=control_plane.admin())).status_code == 204
