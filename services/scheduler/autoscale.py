@@ -3,20 +3,25 @@ workspace whose `replicas_max` exceeds its `replicas_min`, how many replicas it 
 (`ReplicasScaled`, which `plan_replicas` then carries out).
 
 The metric is the workspace's choice (`scaling_metric`):
-- `queue_delay`: the age of its longest-waiting task. Above `scaling_target` seconds, it
-  wants enough replicas to run every task it holds (running and waiting) at once, at
-  `concurrency` tasks per replica, and at least one more than it has;
+- `queue_delay`: the age of its longest-waiting task against `scaling_target` seconds.
+  What it needs is the work arriving plus the backlog, at `concurrency` tasks per replica:
+  its arrival rate (measured between decisions) times its tasks' processing time (the
+  scheduler's average), plus what waits, drained within `DRAIN_S`; before any task has
+  completed (no processing time known) it needs a slot for every task it holds. Above
+  the target it scales up to what it needs, and by at least one replica when none is
+  starting (a replica that is starting counts as coming capacity: no new one per tick
+  while it starts). Within the target it scales down to what it needs;
 - `in_flight`: its tasks (running and waiting) per replica, `scaling_target` of them
   wanted per replica.
-Either way it wants fewer once no task waits and fewer replicas would run what it runs.
 
 A change is made once it has been wanted without a break for `scale_up_after_s` (up) or
-`scale_down_after_s` (down), and goes straight to the wanted count. A workspace with no
+`scale_down_after_s` (down), and goes straight to the count wanted. A workspace with no
 replica wanted (`replicas_min` 0, idle) gets one at once when a task arrives: that task
 waits for it (up to its TTL), it is not refused.
 
-The clocks of those windows are the decider's memory, not folded: a new leader starts
-them anew, so a change may come one window late after a takeover, never early."""
+The clocks of those windows, and the arrival rates, are the decider's memory, not
+folded: a new leader starts them anew, so a change may come one window late after a
+takeover, never early."""
 
 from __future__ import annotations
 
@@ -58,8 +63,17 @@ def current_replicas(state: ClusterState, spec: WorkspaceSpec) -> int:
     return min(max(desired, low), high)
 
 
-def wanted(state: ClusterState, spec: WorkspaceSpec, current: int, now_s: float) -> Want:
-    """The replica count the workspace's load wants at `now_s`, within its min and max."""
+DRAIN_S = 30.0
+"""How soon the replicas asked for should drain what waits, besides what arrives."""
+_RATE_SAMPLE_S = 1.0
+_RATE_WEIGHT = 0.5
+
+
+def wanted(
+    state: ClusterState, spec: WorkspaceSpec, current: int, now_s: float, rate: float = 0.0
+) -> Want:
+    """The replica count the workspace's load wants at `now_s`, within its min and max;
+    `rate` is its arrival rate (tasks/s) as last measured."""
     ws = spec.workspace_id
     low, high = spec.replicas_min, max(spec.replicas_min, spec.replicas_max)
     waiting = state.queue.waiting_count(ws)
@@ -75,14 +89,49 @@ def wanted(state: ClusterState, spec: WorkspaceSpec, current: int, now_s: float)
         return Want(need, reason)
     oldest = state.queue.oldest_submitted_s(ws)
     delay = 0.0 if oldest is None else max(0.0, now_s - oldest)
-    every = min(max(math.ceil(load / spec.concurrency), low), high)
+    latency = state.workspace_latency_s(ws)
+    if latency is None:
+        slots, how = float(load), f"{load} task(s) held"
+    else:
+        slots = max(rate * latency + waiting * latency / DRAIN_S, float(running))
+        how = f"{rate:.1f} task(s)/s x {latency:.2f}s, {waiting} waiting"
+    need = min(max(math.ceil(slots / spec.concurrency - 1e-9), low), high)
     if delay > spec.scaling_target:
-        reason = (f"queue delay {delay:.1f}s above target {spec.scaling_target:g}s; {load} "
-                  f"task(s) at {spec.concurrency} per replica")  # fmt: skip
-        return Want(min(max(current + 1, every), high), reason)
-    if not waiting and every < current:
-        return Want(every, f"no task waits; {running} running need {every} replica(s)")
+        starting = _starting(state, ws)
+        floor = current if starting else current + 1
+        reason = (f"queue delay {delay:.1f}s above target {spec.scaling_target:g}s; {how} "
+                  f"at {spec.concurrency} per replica")  # fmt: skip
+        return Want(min(max(floor, need), high), reason)
+    if need < current:
+        reason = (f"queue delay {delay:.1f}s within target {spec.scaling_target:g}s; {how}: "
+                  f"{need} replica(s) needed")  # fmt: skip
+        return Want(need, reason)
     return Want(current, f"queue delay {delay:.1f}s within target {spec.scaling_target:g}s")
+
+
+def _starting(state: ClusterState, workspace_id: str) -> int:
+    phases = (DeploymentPhase.REQUESTED, DeploymentPhase.STARTING)
+    return sum(
+        1 for d in state.live_deployment_ids(workspace_id) if state.deployments[d].phase in phases
+    )
+
+
+@dataclass(slots=True)
+class _Rate:
+    at_s: float
+    arrivals: int
+    per_s: float | None = None
+
+    def update(self, now_s: float, arrivals: int) -> float:
+        """The arrival rate, re-measured once a sample's time has passed (an average
+        weighing the newest sample by `_RATE_WEIGHT`)."""
+        elapsed = now_s - self.at_s
+        if elapsed >= _RATE_SAMPLE_S:
+            sample = max(0, arrivals - self.arrivals) / elapsed
+            previous = sample if self.per_s is None else self.per_s
+            self.per_s = _RATE_WEIGHT * sample + (1 - _RATE_WEIGHT) * previous
+            self.at_s, self.arrivals = now_s, arrivals
+        return self.per_s or 0.0
 
 
 class Autoscaler:
@@ -91,6 +140,7 @@ class Autoscaler:
 
     def __init__(self) -> None:
         self._watching: dict[str, _Watch] = {}
+        self._rates: dict[str, _Rate] = {}
 
     def decide(self, state: ClusterState, now: datetime) -> list[ReplicasScaled]:
         """The decisions due at `now`, by workspace id; fold them into `state`."""
@@ -101,8 +151,10 @@ class Autoscaler:
             if spec.replicas_max <= spec.replicas_min:
                 self._watching.pop(ws, None)
                 continue
+            arrivals = state.arrivals(ws)
+            rate = self._rates.setdefault(ws, _Rate(now_s, arrivals)).update(now_s, arrivals)
             current = current_replicas(state, spec)
-            want = wanted(state, spec, current, now_s)
+            want = wanted(state, spec, current, now_s, rate)
             if want.replicas == current:
                 self._watching.pop(ws, None)
                 continue
@@ -116,4 +168,6 @@ class Autoscaler:
                 del self._watching[ws]
         for ws in [ws for ws in self._watching if ws not in state.workspaces]:
             del self._watching[ws]
+        for ws in [ws for ws in self._rates if ws not in state.workspaces]:
+            del self._rates[ws]
         return decisions

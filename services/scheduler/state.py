@@ -126,6 +126,7 @@ class ClusterState:
         "_tasks",
         "_unchecked",
         "_workspaces",
+        "_ws_arrivals",
         "_ws_in_flight",
         "_ws_latency",
         "queue",
@@ -161,6 +162,7 @@ class ClusterState:
         self._ws_in_flight: dict[str, int] = {}
         self._ws_latency: dict[str, float] = {}
         self._arrivals = 0
+        self._ws_arrivals: dict[str, int] = {}
         self.queue = WaitQueue()
 
     # -- folding -------------------------------------------------------------------------
@@ -294,6 +296,10 @@ class ClusterState:
     def node_deployment_ids(self, node_id: str) -> tuple[str, ...]:
         """Ids of the live replicas on `node_id`, in request order."""
         return tuple(self._by_node.get(node_id, ()))
+
+    def arrivals(self, workspace_id: str) -> int:
+        """How many of the workspace's tasks were submitted (as folded), ever."""
+        return self._ws_arrivals.get(workspace_id, 0)
 
     def workspace_latency_s(self, workspace_id: str) -> float | None:
         """EWMA of the workspace's processing time across all nodes (None before any)."""
@@ -487,6 +493,7 @@ class ClusterState:
         self._workspaces.pop(ev.workspace_id, None)
         self._desired.pop(ev.workspace_id, None)
         self._rollout_failures.pop(ev.workspace_id, None)
+        self._ws_arrivals.pop(ev.workspace_id, None)
         self._deleted.add(ev.workspace_id)
 
     # -- tasks ---------------------------------------------------------------------------
@@ -507,6 +514,7 @@ class ClusterState:
             payload=TaskPayload.of(ev),
         )
         self._arrivals += 1
+        self._ws_arrivals[ev.workspace_id] = self._ws_arrivals.get(ev.workspace_id, 0) + 1
         self._tasks[ev.task_id] = task
         if ev.idempotency_key:
             self._unchecked[ev.task_id] = (ev.idempotency_key, ev.request_digest)

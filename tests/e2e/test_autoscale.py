@@ -85,7 +85,7 @@ def test_queue_delay_scales_up_and_idleness_scales_down(cluster: Cluster) -> Non
     wait_for(ended, GUARD_S, "every task to complete")
     wait_for(lambda: _count_is(cluster, ws, 1), GUARD_S, "back to one replica")
     last = _workspace(cluster, ws)["scaling"]["last"]
-    assert last["replicas"] == 1 and "no task waits" in last["reason"]
+    assert last["replicas"] == 1 and "within target" in last["reason"]
 
 
 def test_scale_to_zero_and_a_call_that_wakes_it(cluster: Cluster) -> None:

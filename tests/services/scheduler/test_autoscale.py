@@ -76,7 +76,7 @@ def test_an_idle_workspace_scales_down_after_its_window_draining_busy_replicas()
     assert _decide(c, scaler, 10) == []  # one task runs: 1 replica would do, from now
     assert _decide(c, scaler, 69) == []
     (decision,) = _decide(c, scaler, 70)
-    assert decision.replicas == 1 and "no task waits" in decision.reason
+    assert decision.replicas == 1 and "1 replica(s) needed" in decision.reason
     events = _plan(c, 70)
     # The replica running the task stays; three idle ones stop.
     assert len(_of(DeploymentStopped, events)) == 3 and not _of(DeploymentDraining, events)
@@ -145,3 +145,49 @@ def test_a_new_leader_keeps_the_decisions_and_starts_its_windows_anew() -> None:
     assert new.decide(rebuilt, at(59)) == []  # the new one's window starts at 59
     assert new.decide(rebuilt, at(100)) == []
     assert [d.replicas for d in new.decide(rebuilt, at(119))] == [1]
+
+
+def _served(c: Cluster, count: int, *, took_s: float, t: float) -> None:
+    """`count` tasks submitted, run and completed at `t`, each taking `took_s`."""
+    for i in range(count):
+        task_id = f"s{t}-{i}"
+        c.fold(submitted(task_id, "ws"), t=t)
+        (placed,) = [e for e in dispatch_waiting(c.state, at(t)) if hasattr(e, "deployment_id")]
+        c.fold(completed(placed, took_s=took_s), t=t)  # type: ignore[arg-type]
+
+
+def test_a_steady_load_scales_down_to_what_it_needs_though_tasks_keep_arriving() -> None:
+    """A task waiting for the next round at every tick must not hold a scale-down off:
+    11 tasks/s of 1 s need 11 replicas (12 with what waits), not the 40 a burst left."""
+    c = _cluster(replicas_max=50, scale_down_after_s=60.0)
+    for n in range(1, 5):
+        c.node(f"m{n}", gpus=("RTX4090",) * 10)
+    for r in range(40):
+        c.replica(f"r{r}", f"m{r % 4 + 1}", "ws")
+    c.fold(ReplicasScaled("ws", 40, "a burst"), t=0)
+    scaler = Autoscaler()
+    decided: list[ReplicasScaled] = []
+    for second in range(0, 80):
+        for n in range(1, 5):
+            c.heartbeat(f"m{n}", second)
+        _served(c, 10, took_s=1.0, t=second)
+        c.fold(submitted(f"waiting-{second}", "ws"), t=second)  # one left for the next round
+        decided += _decide(c, scaler, second + 0.5)
+        for placed in dispatch_waiting(c.state, at(second + 0.6)):
+            c.fold(completed(placed, took_s=1.0), t=second + 0.7)  # type: ignore[arg-type]
+    assert [d.replicas for d in decided][:1] == [12]
+    assert "11.0 task(s)/s x 1.00s" in decided[0].reason
+
+
+def test_no_replica_is_added_per_tick_while_one_starts() -> None:
+    c = _cluster(replicas_max=10)
+    c.replica("d1", "n1", "ws")
+    c.replica("d2", "n2", "ws", phase="starting")
+    c.fold(ReplicasScaled("ws", 2, "test"), t=0)
+    _served(c, 1, took_s=1.0, t=0)
+    c.fold(submitted("late", "ws"), t=0)
+    scaler = Autoscaler()
+    # 5 s of delay, but d2 is coming: the need (one slot) is what counts, no +1 per tick.
+    assert _decide(c, scaler, 5) == []
+    c.fold(DeploymentStopped("d2", "n2", "ws", "gone"), t=6)
+    assert [d.replicas for d in _decide(c, scaler, 6)] == [3]  # none starts: one more
