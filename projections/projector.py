@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from events import Envelope, EventDecodeError, topics
 from projections.archive import split_archived_bodies
@@ -22,6 +23,7 @@ from projections.errors import StoreError
 from projections.writer import ProjectionWriter
 from services.bus import Bus, BusError, Consumer, Record, decode_record
 from services.bus.progress import catching_up
+from services.metrics import sources
 from services.readiness import Component
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class ProjectorStats:
     """Records whose offsets were committed."""
     failed_writes: int = 0
     """Write attempts that failed and were retried."""
+    last_event_at: datetime | None = None
+    """The time of the newest event written (its envelope's)."""
 
 
 def decode_batch(records: Sequence[Record]) -> tuple[list[Envelope], int]:
@@ -101,6 +105,7 @@ class Projector:
         self.flush_linger_s = min(flush_linger_s, linger_s)
         self.stats = ProjectorStats()
         self._flush_requested = asyncio.Event()
+        sources.watch_projector(self)
 
     def flush(self) -> None:
         """Write the current batch once it has gathered for `flush_linger_s`, rather than
@@ -113,6 +118,7 @@ class Projector:
         await asyncio.to_thread(self.writer.ensure_schema)
         await asyncio.to_thread(split_archived_bodies, self.writer.client, self.writer.database)
         consumer = self.bus.consumer(topics.HISTORY_TOPICS, group=self.group, start="earliest")
+        sources.watch_consumer(self.group, consumer)
         async with consumer:
             catch_up = await catching_up("projector", consumer, on_done=self.ready.mark_caught_up)
             while True:
@@ -163,6 +169,7 @@ class Projector:
         while True:
             try:
                 self.stats.written += await asyncio.to_thread(self.writer.write, envelopes)
+                self.stats.last_event_at = max(e.occurred_at for e in envelopes)
                 return
             except StoreError:
                 self.stats.failed_writes += 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Coroutine
 from importlib.metadata import PackageNotFoundError, version
@@ -351,16 +350,9 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # One line per HTTP call (heartbeats, health checks) drowns everything else.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-    # So does aiokafka's retry loop while the broker is away (~10 lines a second).
-    from services.logfilter import RepeatFilter
+    from services.logs import configure_logging  # NGPU_LOG_FORMAT: json, console
 
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RepeatFilter(("aiokafka",)))
+    configure_logging(level)
 
 
 def main() -> None:

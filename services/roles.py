@@ -161,6 +161,14 @@ def check_roles(settings: Settings, roles: frozenset[Role]) -> None:
             "with an embedded ClickHouse (chdb) the ingress reads the projections of its own "
             "process: run --roles ingress,projector, or set NGPU_CLICKHOUSE_DSN to a server"
         )
+    if settings.metrics_port is not None:
+        if "ingress" in roles and settings.metrics_port == settings.port:
+            raise RolesError("NGPU_METRICS_PORT must differ from NGPU_PORT (the ingress's)")
+        if not (settings.metrics_public or settings.admin_token or "ingress" in roles):
+            raise RolesError(
+                "NGPU_METRICS_PORT serves /metrics to the admin token: set NGPU_ADMIN_TOKEN, "
+                "or NGPU_METRICS_PUBLIC=true on a port only your scraper reaches"
+            )
     if (
         settings.bus == "kafka"
         and roles & {"ingress", "dispatcher"}
@@ -238,6 +246,7 @@ async def run_roles(
             sink = topic_sink = TopicSink(bus)
             await topic_sink.start()
             stack.push_async_callback(topic_sink.close)
+        client: Client | None = None
         if roles & {"ingress", "projector"}:
             client = await asyncio.to_thread(connect, settings.resolved_clickhouse_dsn)
             writer = ProjectionWriter(
@@ -283,6 +292,8 @@ async def run_roles(
             jobs["webhooks"] = _restarting(
                 "webhooks", _webhooks(settings, bus, readiness.component("webhooks")), stopping
             )
+        if settings.metrics_port is not None:
+            jobs["metrics"] = _metrics_server(settings, bus, client, creds, readiness).serve()
         if isinstance(bus, EmbeddedBus):  # Kafka applies its topics' retention itself
             jobs["retention"] = keep_pruning(bus, retention_policy(settings.log_retention_hours))
         # Jobs that end by themselves once `stopping` is set (the rest are cancelled).
@@ -353,6 +364,32 @@ async def _ingress(
         node_call_key=node_call_key(settings), webhook_key=webhook_key(settings), output=hub,
     )  # fmt: skip
     return _Server(server_config(create_app(context), settings)), follower
+
+
+def _metrics_server(
+    settings: Settings,
+    bus: Bus,
+    client: Client | None,
+    creds: Credentials | None,
+    readiness: Readiness,
+) -> _Server:
+    """`/metrics`, `/healthz` and `/readyz` on `NGPU_METRICS_PORT`: how a process without
+    an ingress (a scheduler, dispatcher, projector or webhooks process) is scraped and
+    probed. The admin token is the ingress's, else `NGPU_ADMIN_TOKEN`."""
+    from services.health import Health, bus_probe, store_probe
+    from services.metrics.exposition import MetricsEndpoint, metrics_app
+
+    token = creds.admin_token if creds else None
+    if token is None and settings.admin_token is not None:
+        token = settings.admin_token.get_secret_value()
+    store = store_probe(client) if client is not None else None
+    health = Health(readiness, {"bus": bus_probe(bus), "store": store})
+    app = metrics_app(MetricsEndpoint(token, public=settings.metrics_public), health)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.metrics_port or 0, lifespan="off",
+        access_log=False, log_level=settings.log_level,
+    )  # fmt: skip
+    return _Server(config)
 
 
 async def _scheduler(

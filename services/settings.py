@@ -133,6 +133,21 @@ class Settings(BaseSettings):
         "Every ingress must share them; unset: registry_auth is refused.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="How log lines look: json or console; unset: console on a TTY, else "
+        "json (read by services.logs).",
+    )  # fmt: skip
+    access_log: bool = Field(True, description="Whether the ingress logs a line per request.")
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without the admin token (keep it off a public port)."
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="A port (on NGPU_HOST) serving /metrics, /healthz and /readyz apart from "
+        "the ingress: for processes that run no ingress. Unset: none.",
+    )
     heartbeat_interval_s: float = Field(
         2.0, gt=0, le=300, description="How often node agents heartbeat (told at registration)."
     )

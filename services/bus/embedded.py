@@ -445,6 +445,11 @@ class EmbeddedBus:
         except sqlite3.Error as exc:
             raise BusError(f"embedded bus read failed: {exc}") from exc
 
+    async def reachable(self) -> bool:
+        """For `/readyz`: the file answers a read, and writes are not failing (a full disk)."""
+        await self.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        return not self._outage.failing
+
     async def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run a write function in the writer's next transaction; returns once durable."""
         return await self._submit(fn, ())

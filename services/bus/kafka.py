@@ -182,6 +182,13 @@ class KafkaBus:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def reachable(self) -> bool:
+        """For `/readyz`: a broker answers (cluster metadata) and writes are not failing."""
+        if self._admin is None or self._closed:
+            return False
+        await self._admin.describe_cluster()
+        return not self._outage.failing
+
     # names -------------------------------------------------------------------------------
 
     def broker_topic(self, topic: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from services.bus import BusError, Record
@@ -12,6 +14,12 @@ from services.checkpoints.snapshot import Checkpoint
 from services.checkpoints.store import CheckpointStore
 
 log = logging.getLogger(__name__)
+_live: weakref.WeakSet[FoldCheckpoints] = weakref.WeakSet()
+
+
+def live_checkpoints() -> list[FoldCheckpoints]:
+    """The folds' checkpoints of this process still in use (for `checkpoint age` metrics)."""
+    return list(_live)
 
 
 class FoldCheckpoints:
@@ -35,6 +43,9 @@ class FoldCheckpoints:
         """Records folded by this process (the tail after the checkpoint it resumed from)."""
         self._dirty = False
         self._last_save = time.monotonic()
+        self.written_at: datetime | None = None
+        """When the newest checkpoint this fold saved or resumed from was written."""
+        _live.add(self)
 
     async def resume(self) -> Any | None:
         """The state of the newest usable checkpoint (its positions become the fold's),
@@ -47,6 +58,7 @@ class FoldCheckpoints:
         if checkpoint is None:
             return None
         self.positions = dict(checkpoint.positions)
+        self.written_at = checkpoint.written_at
         log.info(
             "%s: resuming from the checkpoint of %s (%d partitions)",
             self.name, checkpoint.written_at.isoformat(), len(self.positions),
@@ -75,5 +87,6 @@ class FoldCheckpoints:
                         self.name, self.interval_s, exc)  # fmt: skip
             return False
         self._dirty = False
+        self.written_at = checkpoint.written_at
         self.saves += 1
         return True

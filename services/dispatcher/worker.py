@@ -60,6 +60,9 @@ from services.bus.progress import CatchUp, catching_up
 from services.dispatcher.backlog import Backlog
 from services.dispatcher.call import CallPolicy, call_node
 from services.dispatcher.offsets import OffsetTracker
+from services.logs import bind, workspace_hash
+from services.metrics import sources
+from services.metrics.instruments import record_call
 from services.output import OutputSink
 from services.readiness import Component
 
@@ -117,6 +120,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         consumer = self.bus.consumer([topics.TASKS], group=GROUP, start="earliest")
+        sources.watch_consumer(GROUP, consumer)
         last_commit = 0.0
         # aiohttp, not httpx: httpx's pool checks every pooled connection on each request
         # (a syscall each), which took most of a dispatcher's CPU with 64 open connections.
@@ -278,8 +282,11 @@ class Dispatcher:
             call = asyncio.create_task(call_node(self.session, dispatch, self.policy, self.output))
             calls = self._calling.setdefault(task_id, {})
             calls[attempt] = call
+            began = time.perf_counter()
             try:
-                return await call
+                outcome = await call
+                record_call(outcome, time.perf_counter() - began)
+                return outcome
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if (current is not None and current.cancelling()) or task_id not in self._cancels:
@@ -293,8 +300,12 @@ class Dispatcher:
         return TaskCancelled(task_id=task_id, workspace_id=dispatch.workspace_id, reason=reason)
 
     async def _dispatch(self, dispatch: TaskDispatched, record: Record) -> None:
+        # This call's own asyncio task: what is bound here is on its lines only.
+        bind(task_id=dispatch.task_id, workspace=workspace_hash(dispatch.workspace_id),
+             node=dispatch.node_id, attempt=dispatch.attempt)  # fmt: skip
         try:
             outcome = await self._outcome(dispatch)
+            log.debug("attempt ended: %s", type(outcome).__name__)
             delay = _PUBLISH_RETRY_MIN_S
             while True:
                 try:

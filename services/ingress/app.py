@@ -30,6 +30,8 @@ from services.ingress.routers import (
     workspaces,
 )
 from services.ingress.starting import StartingGate
+from services.metrics.exposition import MetricsEndpoint
+from services.metrics.middleware import RequestMetrics
 from services.settings import Settings
 
 MANAGEMENT_BODY_LIMIT = 1 << 20
@@ -145,6 +147,7 @@ def create_app(context: IngressContext) -> FastAPI:
         StartingGate, started=lambda: context.follower.ready.caught_up,
         contract_path=is_contract_path,
     )  # fmt: skip
+    app.add_middleware(RequestMetrics, access_log=context.settings.access_log)  # outermost
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, bool]:
@@ -153,11 +156,18 @@ def create_app(context: IngressContext) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JsonResponse:
-        """Readiness: every role of this process has caught up with the log."""
-        waiting = context.readiness.waiting_for
-        if waiting:
-            return JsonResponse({"ready": False, "waiting_for": waiting}, status_code=503)
-        return JsonResponse({"ready": True})
+        """Readiness: every role of this process has caught up with the log, and the bus
+        and the store answer."""
+        assert context.health is not None
+        status, body = await context.health.ready()
+        return JsonResponse(body, status_code=status)
+
+    scrape = MetricsEndpoint(context.admin_token, public=context.settings.metrics_public)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics of this process (the admin token unless NGPU_METRICS_PUBLIC)."""
+        return await scrape(request)
 
     app.include_router(ngpu.router)  # first: the hottest routes are matched first
     app.include_router(streams.router)

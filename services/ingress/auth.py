@@ -12,6 +12,7 @@ from services.ingress.context import IngressContext
 from services.ingress.directory import NodeView, WorkspaceView
 from services.ingress.errors import Unauthorized
 from services.ingress.tokens import digest, same_secret
+from services.logs import bind, workspace_hash
 
 
 def context_of(request: Request) -> IngressContext:
@@ -91,6 +92,7 @@ async def authenticated_workspace(request: Request) -> WorkspaceView:
     view = directory.workspaces.get(workspace_id)
     if view is None or not same_secret(token, workspace_id):
         raise Unauthorized("the workspace ID is not valid", field="Authorization")
+    bind(workspace=workspace_hash(workspace_id))  # on this request's log lines
     return view
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from events import Envelope, Event
 from services.brc20 import Brc20Gate, NoProvider
 from services.bus import Bus, BusError, Record, publish_events
+from services.health import Health, bus_probe, store_probe
 from services.hosts import HostPolicy
 from services.ingress.clientip import Network, parse_networks
 from services.ingress.errors import ServiceUnavailable
@@ -20,6 +21,7 @@ from services.ingress.outputhub import OutputHub
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
 from services.ingress.taskfollower import TaskFollower
+from services.metrics import sources
 from services.readiness import Readiness
 from services.secretbox import SecretBox
 from services.settings import Settings
@@ -61,6 +63,8 @@ class IngressContext:
     """Where streamed output and state changes of tasks reach this ingress's requests (the
     task follower's `on_status` must feed it); None: streaming is not served."""
     secret_box: SecretBox | None = None
+    health: Health | None = None
+    """`/readyz`: the readiness, and probes of the bus and the store (made when not given)."""
     """Seals and opens workspaces' registry credentials; from `NGPU_SECRETS_KEY` when not
     given (None when that is unset: registry credentials are refused)."""
 
@@ -78,6 +82,10 @@ class IngressContext:
         self.readiness.add(self.follower.ready)
         if self.tasks is not None:
             self.readiness.add(self.tasks.ready)
+        if self.health is None:
+            store = store_probe(self.store.client) if self.store is not None else None
+            self.health = Health(self.readiness, {"bus": bus_probe(self.bus), "store": store})
+        sources.watch_ingress(self.follower, self.tasks, settings.node_lost_after_s)
 
     async def publish(
         self, events: Iterable[Envelope | Event], *, visible: bool = True

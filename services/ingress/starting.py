@@ -12,7 +12,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 STARTING = "the gateway is starting: catching up with the log; try again shortly"
 PROBES = ("/healthz", "/readyz")
-_OPEN = frozenset((*PROBES, "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"))
+# /metrics reads the directory as it stands (it needs no workspace, nor a whole one).
+_OPEN = frozenset(
+    (*PROBES, "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+)
 
 
 def needs_directory(path: str) -> bool:

@@ -27,6 +27,7 @@ from services.ingress.taskfollower import TaskFollower
 from services.ingress.taskids import new_task_id, new_task_seq
 from services.ingress.taskoptions import TaskOptions
 from services.ingress.taskview import body_bytes
+from services.logs import bind
 from services.settings import Settings
 
 
@@ -170,8 +171,10 @@ def submission(
     options = options or TaskOptions(workspace.timeout_s, context.settings.task_ttl_s)
     peer = request.client.host if request.client else ""
     query = request.url.query
+    task_id = new_task_id(utc_now())
+    bind(task_id=task_id)  # on this request's log lines
     return TaskSubmitted(
-        task_id=new_task_id(utc_now()), seq=new_task_seq(), workspace_id=ws.workspace_id,
+        task_id=task_id, seq=new_task_seq(), workspace_id=ws.workspace_id,
         userkey=ws.userkey, btc_address=body.btc_address, mode=mode, method=method,
         request_url=request.url.path + (f"?{query}" if query else ""),
         param_url=param_url, param_port=param_port,

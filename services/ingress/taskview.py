@@ -105,6 +105,8 @@ class TaskView:
     """Task id -> (workspace id, request body bytes), for the tasks not ended."""
     _held_per_workspace: Counter[str] = field(default_factory=Counter)
     _held_total: int = 0
+    _phases: Counter[str] = field(default_factory=Counter)
+    """Phase -> tasks of this view in it."""
 
     def apply(self, event: Event, at: datetime | None = None) -> TaskStatus | None:
         """Fold `event`, whose envelope's time is `at` (a `TaskSubmitted`'s is the task's
@@ -113,9 +115,14 @@ class TaskView:
         task_id = getattr(event, "task_id", None)
         if task_id is None:
             return None
-        status = fold(self._tasks.get(task_id), event)
+        before = self._tasks.get(task_id)
+        status = fold(before, event)
         if status is None:
             return None
+        if before is None or before.phase != status.phase:
+            self._phases[status.phase] += 1
+            if before is not None:
+                self._phases[before.phase] -= 1
         self._tasks[task_id] = status
         self._tasks.move_to_end(task_id)
         self._track_node(task_id, status, event)
@@ -124,6 +131,7 @@ class TaskView:
             self._list(event.workspace_id, task_id, at)
         if len(self._tasks) > self.capacity:
             forgotten, gone = self._tasks.popitem(last=False)
+            self._phases[gone.phase] -= 1
             self._release(forgotten)
             self._unhold(forgotten)
             self._unlist(gone)
@@ -220,6 +228,10 @@ class TaskView:
 
     def get(self, task_id: str) -> TaskStatus | None:
         return self._tasks.get(task_id)
+
+    def counts_by_phase(self) -> dict[str, int]:
+        """How many of this view's tasks are in each phase."""
+        return {phase: n for phase, n in self._phases.items() if n}
 
     def in_flight(self, node_id: str) -> int:
         """Tasks running on `node_id`, among those this view saw dispatched."""

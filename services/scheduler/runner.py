@@ -26,6 +26,7 @@ from services.bus import Bus, Record, decode_record, publish_events
 from services.bus.progress import catching_up
 from services.checkpoints import checkpoint_store, fingerprint
 from services.checkpoints.fold import FoldCheckpoints
+from services.metrics import sources
 from services.readiness import Component
 from services.scheduler.autoscale import Autoscaler
 from services.scheduler.config import SchedulerSettings
@@ -86,6 +87,7 @@ class SchedulerRunner:
         self._retries: dict[str, TaskFailed] = {}
         self.autoscaler = Autoscaler()
         self.decisions = 0
+        sources.watch_scheduler(self)
 
     async def run(self) -> None:
         """Run until cancelled."""

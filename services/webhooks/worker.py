@@ -51,6 +51,7 @@ from services.bus.progress import CatchUp, catching_up
 from services.dispatcher.offsets import OffsetTracker
 from services.hosts import HostPolicy
 from services.ingress.taskview import TaskStatus
+from services.metrics import sources
 from services.readiness import Component
 from services.webhooks.delivery import TIMEOUT_S, attempt, session
 from services.webhooks.payload import message_id, payload
@@ -121,6 +122,7 @@ class WebhookWorker:
                     raise BusError("the webhook secrets follower stopped")
                 await asyncio.sleep(0.05)
             consumer = self.bus.consumer([topics.TASKS], group=GROUP, start="earliest")
+            sources.watch_consumer(GROUP, consumer)
             async with consumer:
                 catch_up = await catching_up(GROUP, consumer)
                 firing = asyncio.create_task(self._fire_loop(), name="webhook-timer")
