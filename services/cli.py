@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from events import topics
+from services.cli_manage import nodes_app, workspaces_app
+from services.cli_tasks import tasks_app
 from services.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -21,12 +23,15 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="NGPU gateway: run Docker-packaged models on a network of GPU nodes.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
 )
 events_app = typer.Typer(help="Read the event log.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 projections_app = typer.Typer(help="Maintain the ClickHouse projections.", no_args_is_help=True)
 app.add_typer(projections_app, name="projections")
+app.add_typer(workspaces_app, name="workspaces")  # the managing commands, on the SDK
+app.add_typer(nodes_app, name="nodes")
+app.add_typer(tasks_app, name="tasks")
 
 DataDir = Annotated[
     Path | None,
