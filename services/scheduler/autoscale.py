@@ -5,8 +5,9 @@ workspace whose `replicas_max` exceeds its `replicas_min`, how many replicas it 
 The metric is the workspace's choice (`scaling_metric`):
 - `queue_delay`: the age of its longest-waiting task against `scaling_target` seconds.
   What it needs is the work arriving plus the backlog, at `concurrency` tasks per replica:
-  its arrival rate (measured between decisions) times its tasks' processing time (the
-  scheduler's average), plus what waits, drained within `DRAIN_S`; before any task has
+  its arrival rate (measured between decisions) times the time its tasks hold a slot
+  (from dispatch to completion as the scheduler folds them: the container's time and the
+  trip through the log), plus what waits, drained within `DRAIN_S`; before any task has
   completed (no processing time known) it needs a slot for every task it holds. Above
   the target it scales up to what it needs, and by at least one replica when none is
   starting (a replica that is starting counts as coming capacity: no new one per tick
@@ -63,7 +64,7 @@ def current_replicas(state: ClusterState, spec: WorkspaceSpec) -> int:
     return min(max(desired, low), high)
 
 
-DRAIN_S = 30.0
+DRAIN_S = 15.0
 """How soon the replicas asked for should drain what waits, besides what arrives."""
 _RATE_SAMPLE_S = 1.0
 _RATE_WEIGHT = 0.5
@@ -89,7 +90,7 @@ def wanted(
         return Want(need, reason)
     oldest = state.queue.oldest_submitted_s(ws)
     delay = 0.0 if oldest is None else max(0.0, now_s - oldest)
-    latency = state.workspace_latency_s(ws)
+    latency = state.slot_time_s(ws)
     if latency is None:
         slots, how = float(load), f"{load} task(s) held"
     else:

@@ -230,3 +230,5 @@ class Assignment:
     node_id: str
     deployment_id: str
     attempt: int
+    dispatched_s: float = 0.0
+    """When its `TaskDispatched` was folded (the dispatch's time, epoch seconds)."""

@@ -129,6 +129,7 @@ class ClusterState:
         "_ws_arrivals",
         "_ws_in_flight",
         "_ws_latency",
+        "_ws_occupancy",
         "queue",
     )
 
@@ -161,6 +162,7 @@ class ClusterState:
         """Keyed task id -> (key, request digest), awaiting its `IdempotencyChecked`."""
         self._ws_in_flight: dict[str, int] = {}
         self._ws_latency: dict[str, float] = {}
+        self._ws_occupancy: dict[str, float] = {}
         self._arrivals = 0
         self._ws_arrivals: dict[str, int] = {}
         self.queue = WaitQueue()
@@ -300,6 +302,12 @@ class ClusterState:
     def arrivals(self, workspace_id: str) -> int:
         """How many of the workspace's tasks were submitted (as folded), ever."""
         return self._ws_arrivals.get(workspace_id, 0)
+
+    def slot_time_s(self, workspace_id: str) -> float | None:
+        """EWMA of how long the workspace's successful attempts held their slot: from
+        their dispatch to their completion as folded (the container's time and the trip
+        through the log both ways), the capacity a task really takes (None before any)."""
+        return self._ws_occupancy.get(workspace_id)
 
     def workspace_latency_s(self, workspace_id: str) -> float | None:
         """EWMA of the workspace's processing time across all nodes (None before any)."""
@@ -557,6 +565,7 @@ class ClusterState:
             node_id=ev.node_id,
             deployment_id=ev.deployment_id,
             attempt=ev.attempt,
+            dispatched_s=at,
         )
         self._assignments[ev.task_id] = assignment
         self._occupy(assignment)
@@ -665,6 +674,11 @@ class ClusterState:
             )
         ws_latency = self._ewma(self._ws_latency.get(a.workspace_id), latency)
         self._ws_latency[a.workspace_id] = ws_latency
+        if a.dispatched_s:
+            held = max(latency, at - a.dispatched_s)
+            self._ws_occupancy[a.workspace_id] = self._ewma(
+                self._ws_occupancy.get(a.workspace_id), held
+            )
 
     def _record_failure(self, node_id: str, at: float) -> None:
         node = self._nodes.get(node_id)
