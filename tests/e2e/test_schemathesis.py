@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.e2e.cluster import ADMIN_TOKEN, JOIN_TOKEN, Cluster, cluster_env
 
@@ -38,6 +39,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, st
         NGPU_BRC20_CHECK_RATE_PER_S="0", NGPU_RATE_LIMIT_PER_S="0",
         # A generated `wait` would hold each assignments long poll for the default 30 s.
         NGPU_ASSIGNMENT_WAIT_MAX_S="0.2",
+        # Registry credentials are refused (503) by a gateway without a key to seal them.
+        NGPU_SECRETS_KEY=Fernet.generate_key().decode(),
     )  # fmt: skip
     cluster = Cluster(tmp_path_factory.mktemp("schemathesis"), env)
     try:
