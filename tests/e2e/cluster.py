@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import ssl
@@ -180,6 +181,27 @@ class Cluster:
                 "--host", "127.0.0.1", "--address", address, "--gpu", gpu,
                 "--region", region, "--work-dir", str(self.data_dir / name), *extra]  # fmt: skip
         self.agents[name] = self._spawn(args, f"{name}.log")
+
+    def one_replica_workspace(self, node: str, **fields: Any) -> tuple[dict[str, Any], str]:
+        """Create `sample_workspace(**fields)` (one replica unless `fields` say otherwise) and
+        wait for a replica on `node` to be ready; its creation answer and the sample app's
+        own URL (from the line it prints into its deployment's log)."""
+        body = sample_workspace(**{"replicas": {"min": 1, "max": 1}, **fields})
+        created = httpx.post(f"{self.url}/v1/workspaces", json=body, headers=self.admin(),
+                             timeout=30)  # fmt: skip
+        assert created.status_code == 201, created.text
+        wait_for(lambda: any(d["state"] == "ready" for n in self.nodes()
+                             for d in n["deployments"]), 90, "the replica to be ready")  # fmt: skip
+        return created.json(), wait_for(lambda: self.container_url(node), 30, "the container's URL")
+
+    def container_url(self, node: str) -> str | None:
+        """The sample app's address on `node`, from the line it prints into its log."""
+        for log in sorted((self.data_dir / node).rglob("*.log")):
+            found = re.findall(rb"sampleapp listening on (http://127\.0\.0\.1:\d+)",
+                               log.read_bytes())  # fmt: skip
+            if found:
+                return str(found[-1].decode())
+        return None
 
     def kill_node(self, name: str) -> None:
         """SIGKILL the agent and everything it started, as if the host died."""

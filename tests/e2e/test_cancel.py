@@ -10,7 +10,6 @@ Each hold lasts a minute unless it is cut off, and every wait below is a hang gu
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.cluster import Cluster, cluster_env, sample_workspace, wait_for
+from tests.e2e.cluster import Cluster, cluster_env, wait_for
 
 GUARD_S = 20
 HOLD = "hold?ms=60000"
@@ -66,15 +65,6 @@ class Setup:
         return [e["type"] for e in self.cluster.events() if e["key"] == task_id]
 
 
-def _container_url(cluster: Cluster, node: str) -> str | None:
-    """The sample app's address, from the line it prints into its deployment's log."""
-    for log in sorted((cluster.data_dir / node).rglob("*.log")):
-        found = re.findall(rb"sampleapp listening on (http://127\.0\.0\.1:\d+)", log.read_bytes())
-        if found:
-            return found[-1].decode()
-    return None
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str | None) -> Iterator[Setup]:
     env = cluster_env(kafka_bootstrap, NGPU_TASK_TTL_S="120")
@@ -82,16 +72,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str | None)
     try:
         cluster.start_control_plane()
         cluster.start_node("gpu")
-        body = sample_workspace(name="one", replicas={"min": 1, "max": 1}, timeout_s=60,
-                                max_priority=5)  # fmt: skip
-        created = httpx.post(f"{cluster.url}/v1/workspaces", json=body, headers=cluster.admin(),
-                             timeout=30)  # fmt: skip
-        assert created.status_code == 201, created.text
-        assert created.json()["max_priority"] == 5
-        wait_for(lambda: any(d["state"] == "ready" for n in cluster.nodes()
-                             for d in n["deployments"]), 90, "the replica to be ready")  # fmt: skip
-        container = wait_for(lambda: _container_url(cluster, "gpu"), 30, "the container's URL")
-        yield Setup(cluster, str(created.json()["workspace_id"]), container)
+        created, container = cluster.one_replica_workspace(
+            "gpu", name="one", timeout_s=60, max_priority=5
+        )
+        assert created["max_priority"] == 5
+        yield Setup(cluster, str(created["workspace_id"]), container)
     finally:
         cluster.stop()
 

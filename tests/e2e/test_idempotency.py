@@ -17,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.cluster import Cluster, cluster_env, free_port, sample_workspace, wait_for
-from tests.e2e.test_cancel import _container_url
+from tests.e2e.cluster import Cluster, cluster_env, free_port, wait_for
 
 GUARD_S = 30
 
@@ -71,14 +70,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str | None)
     try:
         cluster.start_control_plane()
         cluster.start_node("gpu")
-        body = sample_workspace(name="keys", replicas={"min": 1, "max": 1}, concurrency=4)
-        created = httpx.post(f"{cluster.url}/v1/workspaces", json=body, headers=cluster.admin(),
-                             timeout=30)  # fmt: skip
-        assert created.status_code == 201, created.text
-        wait_for(lambda: any(d["state"] == "ready" for n in cluster.nodes()
-                             for d in n["deployments"]), 90, "the replica to be ready")  # fmt: skip
-        container = wait_for(lambda: _container_url(cluster, "gpu"), 30, "the container's URL")
-        yield Setup(cluster, str(created.json()["workspace_id"]), container)
+        created, container = cluster.one_replica_workspace("gpu", name="keys", concurrency=4)
+        yield Setup(cluster, str(created["workspace_id"]), container)
     finally:
         cluster.stop()
 

@@ -8,7 +8,6 @@ Every wait is a hang guard, never a timing assertion."""
 from __future__ import annotations
 
 import base64
-import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.cluster import Cluster, cluster_env, sample_workspace, wait_for
+from tests.e2e.cluster import Cluster, cluster_env, wait_for
 
 GUARD_S = 30
 SSE = {"Accept": "text/event-stream"}
@@ -44,28 +43,14 @@ class Setup:
         return httpx.get(self.url(path), headers={**self.auth, **headers}, timeout=60)
 
 
-def _container_url(cluster: Cluster, node: str) -> str | None:
-    for log in sorted((cluster.data_dir / node).rglob("*.log")):
-        found = re.findall(rb"sampleapp listening on (http://127\.0\.0\.1:\d+)", log.read_bytes())
-        if found:
-            return found[-1].decode()
-    return None
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str | None) -> Iterator[Setup]:
     cluster = Cluster(tmp_path_factory.mktemp("streaming"), cluster_env(kafka_bootstrap))
     try:
         cluster.start_control_plane()
         cluster.start_node("gpu")
-        body = sample_workspace(name="streams", replicas={"min": 1, "max": 1}, timeout_s=60)
-        created = httpx.post(f"{cluster.url}/v1/workspaces", json=body, headers=cluster.admin(),
-                             timeout=30)  # fmt: skip
-        assert created.status_code == 201, created.text
-        wait_for(lambda: any(d["state"] == "ready" for n in cluster.nodes()
-                             for d in n["deployments"]), 90, "the replica to be ready")  # fmt: skip
-        container = wait_for(lambda: _container_url(cluster, "gpu"), 30, "the container's URL")
-        yield Setup(cluster, str(created.json()["workspace_id"]), container)
+        created, container = cluster.one_replica_workspace("gpu", name="streams", timeout_s=60)
+        yield Setup(cluster, str(created["workspace_id"]), container)
     finally:
         cluster.stop()
 
