@@ -62,16 +62,21 @@ def schemas_command(
     out: Annotated[Path, typer.Option(help="Directory for the event schemas.")] = Path(
         "schemas/events"
     ),
+    openapi: Annotated[Path, typer.Option(help="The HTTP API's OpenAPI document.")] = Path(
+        "schemas/openapi.json"
+    ),
     check: Annotated[
         bool, typer.Option("--check", help="Only report drift; exit 1 if files differ.")
     ] = False,
 ) -> None:
-    """Write a JSON Schema per event, generated from the event classes."""
-    from services.tools.schemas import write_event_schemas
+    """Write a JSON Schema per event, generated from the event classes, and the OpenAPI
+    document of the HTTP API, generated from its routes."""
+    from services.tools.schemas import write_event_schemas, write_openapi
 
-    drift = write_event_schemas(out, check=check)
-    for name in drift:
-        typer.echo(f"{'differs' if check else 'wrote'}: {out / name}")
+    drift = [out / name for name in write_event_schemas(out, check=check)]
+    drift += [openapi] if write_openapi(openapi, check=check) else []
+    for path in drift:
+        typer.echo(f"{'differs' if check else 'wrote'}: {path}")
     if check and drift:
         raise typer.Exit(1)
 

@@ -131,7 +131,7 @@ def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
 
 def create_app(context: IngressContext) -> FastAPI:
     """The HTTP API over a started `IngressContext` (the caller owns its lifecycle)."""
-    app = FastAPI(title="NGPU gateway", version="0.1.0", default_response_class=JsonResponse)
+    app = _bare_app()
     app.state.context = context
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -169,6 +169,16 @@ def create_app(context: IngressContext) -> FastAPI:
         """Prometheus metrics of this process (the admin token unless NGPU_METRICS_PUBLIC)."""
         return await scrape(request)
 
+    _add_api(app)
+    return app
+
+
+def _bare_app() -> FastAPI:
+    return FastAPI(title="NGPU gateway", version="0.1.0", default_response_class=JsonResponse)
+
+
+def _add_api(app: FastAPI) -> None:
+    """The routes of the API (what OpenAPI documents)."""
     app.include_router(ngpu.router)  # first: the hottest routes are matched first
     app.include_router(streams.router)
     app.include_router(workspace_list.router)  # before `/{id}` routes: none overlap anyway
@@ -179,7 +189,14 @@ def create_app(context: IngressContext) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(tasks.router)
     _document_security(app)
-    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document `/openapi.json` serves, made without starting anything (for
+    `ngpu schemas`, which keeps `schemas/openapi.json` in line with it)."""
+    app = _bare_app()
+    _add_api(app)
+    return app.openapi()
 
 
 def _document_security(app: FastAPI) -> None:

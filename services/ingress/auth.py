@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.ingress.context import IngressContext
 from services.ingress.directory import NodeView, WorkspaceView
@@ -36,36 +37,55 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
-    return bearer_token(authorization)
+def _scheme(name: str, description: str) -> HTTPBearer:
+    """A bearer scheme OpenAPI documents (so `/docs` can authorize with it). It answers None
+    for an absent or malformed header, so the 401 stays ours (`token_of`)."""
+    return HTTPBearer(scheme_name=name, description=description, auto_error=False)
 
 
-Bearer = Annotated[str, Depends(bearer)]
+ADMIN_SCHEME = _scheme("AdminToken", "`Authorization: Bearer <NGPU_ADMIN_TOKEN>`: the operator.")
+JOIN_SCHEME = _scheme("JoinToken", "`Authorization: Bearer <NGPU_JOIN_TOKEN>`: node registration.")
+NODE_SCHEME = _scheme(
+    "NodeToken", "`Authorization: Bearer <node token>`: the token a node got when it "
+    "registered, valid for that node's own routes only.",
+)  # fmt: skip
+Credentials = HTTPAuthorizationCredentials | None
 
 
-async def require_admin(context: Context, token: Bearer) -> None:
-    if not same_secret(token, context.admin_token):
+def token_of(credentials: Credentials) -> str:
+    """The bearer token a scheme read; 401 when there was none."""
+    return bearer_token(f"Bearer {credentials.credentials}" if credentials else None)
+
+
+async def require_admin(
+    context: Context, credentials: Annotated[Credentials, Depends(ADMIN_SCHEME)]
+) -> None:
+    if not same_secret(token_of(credentials), context.admin_token):
         raise Unauthorized("the admin token is not valid", field="Authorization")
 
 
 AdminAuth = Annotated[None, Depends(require_admin)]
 
 
-async def require_join_token(context: Context, token: Bearer) -> None:
-    if not same_secret(token, context.join_token):
+async def require_join_token(
+    context: Context, credentials: Annotated[Credentials, Depends(JOIN_SCHEME)]
+) -> None:
+    if not same_secret(token_of(credentials), context.join_token):
         raise Unauthorized("the node join token is not valid", field="Authorization")
 
 
 JoinAuth = Annotated[None, Depends(require_join_token)]
 
 
-async def authenticated_node(node_id: str, context: Context, token: Bearer) -> NodeView:
+async def authenticated_node(
+    node_id: str, context: Context, credentials: Annotated[Credentials, Depends(NODE_SCHEME)]
+) -> NodeView:
     """The node addressed by the path, when the bearer is that node's own token and the
     node was not revoked. An unknown node, a revoked one and a wrong token answer alike
     (401) so ids cannot be probed."""
     node = context.follower.directory.nodes.get(node_id)
     expected = node.registered.token_sha256 if node else digest("")
-    if not same_secret(digest(token), expected) or node is None or node.revoked:
+    if not same_secret(digest(token_of(credentials)), expected) or node is None or node.revoked:
         raise Unauthorized("the node token is not valid for this node", field="Authorization")
     return node
 

@@ -63,10 +63,10 @@ class IngressContext:
     """Where streamed output and state changes of tasks reach this ingress's requests (the
     task follower's `on_status` must feed it); None: streaming is not served."""
     secret_box: SecretBox | None = None
-    health: Health | None = None
-    """`/readyz`: the readiness, and probes of the bus and the store (made when not given)."""
     """Seals and opens workspaces' registry credentials; from `NGPU_SECRETS_KEY` when not
     given (None when that is unset: registry credentials are refused)."""
+    health: Health | None = None
+    """`/readyz`: the readiness, and probes of the bus and the store (made when not given)."""
 
     def __post_init__(self) -> None:
         self.proxies = self.proxies or parse_networks(self.settings.trusted_proxies)

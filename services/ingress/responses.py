@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 
-class JsonResponse(Response):
+class JsonResponse(JSONResponse):
+    """Starlette's JSONResponse (so OpenAPI documents answers as JSON) rendered by orjson."""
+
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:

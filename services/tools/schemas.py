@@ -1,4 +1,5 @@
-"""Generating `schemas/events/*.json` from the event classes."""
+"""Generating `schemas/events/*.json` from the event classes and `schemas/openapi.json` from
+the HTTP API's routes."""
 
 from __future__ import annotations
 
@@ -39,3 +40,21 @@ def write_event_schemas(out: Path, *, check: bool = False) -> list[str]:
             else:
                 (out / name).unlink()
     return differing
+
+
+def render_openapi() -> bytes:
+    """The OpenAPI document of the HTTP API, as `schemas/openapi.json` holds it."""
+    from services.ingress.app import openapi_document
+
+    return orjson.dumps(openapi_document(), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def write_openapi(path: Path, *, check: bool = False) -> bool:
+    """Bring `path` in line with the routes; True when it differed (was written, or with
+    `check`, would be)."""
+    wanted = render_openapi()
+    differs = not path.is_file() or path.read_bytes() != wanted
+    if differs and not check:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(wanted)
+    return differs

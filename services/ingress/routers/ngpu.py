@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from events import TaskCancelRequested, TaskSubmitted, utc_now
 from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
+from services.ingress import contract_examples as examples
 from services.ingress.auth import WORKSPACE_SECURITY_SCHEME, Context, WorkspaceAuth, context_of
 from services.ingress.clientip import client_ip, rate_key
 from services.ingress.context import IngressContext
@@ -119,16 +120,21 @@ _CONTRACT_BODY: dict[str, Any] = {
             "data": {"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}],
                      "description": "Passed through to the container."},
         },
-    }}},
+    }, "example": examples.REQUEST_BODY}},
 }  # fmt: skip
 
 
 def _docs(
-    *params: _Param, bearer: bool = True, body: bool = False, headers: tuple[_Param, ...] = ()
+    *params: _Param,
+    bearer: bool = True,
+    body: bool = False,
+    headers: tuple[_Param, ...] = (),
+    example: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A route's `openapi_extra`: the workspace bearer it requires (unless `bearer` is
     false), the query parameters (name, required, description, schema) it reads itself,
-    and its `headers` described alike, and the contract's request body when it reads one.
+    and its `headers` described alike, the contract's request body when it reads one, and
+    the contract's `example` of its answer.
     The two submission routes, the hottest, skip FastAPI's parameter and body resolution
     (about 15 µs a parameter, per request); their own checks name the field in the 400."""
     extra: dict[str, Any] = {
@@ -143,6 +149,8 @@ def _docs(
         extra["security"] = [{name: []} for name in WORKSPACE_SECURITY_SCHEME]
     if body:
         extra["requestBody"] = _CONTRACT_BODY
+    if example is not None:
+        extra["responses"] = examples.answered(example)
     return extra
 
 
@@ -179,7 +187,8 @@ _ACCEPT: _Param = ("Accept", False, "With `text/event-stream`: a 200 answer is t
 _STREAMED: dict[str, Any] = {"200": {
     "description": "The JSON answer; with `Accept: text/event-stream`, the container's body "
                    "as it is produced.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {"application/json": {"example": examples.SYNC_ANSWER},
+                "text/event-stream": {"schema": {"type": "string"}}},
 }}  # fmt: skip
 _PREFER: _Param = ("Prefer", False, "`wait=N`: after N seconds without an outcome, answer 202 "
                    "with the taskID (result_code 100) and let the task go on.",
@@ -188,7 +197,8 @@ _PREFER: _Param = ("Prefer", False, "`wait=N`: after N seconds without an outcom
 
 @router.post("/user/schedulingTask", openapi_extra=_docs(
     ("paramUrl", True, "Path on the container, e.g. sdapi/v1/img2img.", _STRING), _PARAM_PORT,
-    *_TASK_OPTIONS, *_WEBHOOK, _STREAM, body=True, headers=(_IDEMPOTENCY_KEY,)))  # fmt: skip
+    *_TASK_OPTIONS, *_WEBHOOK, _STREAM, body=True, headers=(_IDEMPOTENCY_KEY,),
+    example=examples.SUBMITTED))  # fmt: skip
 async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Async mode: answers the taskID once `TaskSubmitted` is durable (with an
     `Idempotency-Key`, once the scheduler has checked it: a repeat answers the first
@@ -286,7 +296,7 @@ async def _query_task(
     return _answer(code, msg, taskID=task_id, data=data)
 
 
-@router.get("/user/queryTask", openapi_extra=_docs())
+@router.get("/user/queryTask", openapi_extra=_docs(example=examples.QUERIED))
 async def query_task(
     workspace: WorkspaceAuth,
     context: Context,
@@ -334,7 +344,7 @@ def parse_bound(raw: str | None, default: datetime, *, end: bool, field: str) ->
     return min(max(bound, EARLIEST), LATEST)
 
 
-@router.get("/user/queryTaskList", openapi_extra=_docs())
+@router.get("/user/queryTaskList", openapi_extra=_docs(example=examples.TASK_LIST))
 async def query_task_list(
     workspace: WorkspaceAuth,
     context: Context,
@@ -414,7 +424,7 @@ async def _detailed(
     return _answer(DONE, "success", taskInfo=detail.task_info())
 
 
-@router.get("/user/getDetailed", openapi_extra=_docs())
+@router.get("/user/getDetailed", openapi_extra=_docs(example=examples.DETAIL))
 async def get_detailed(
     workspace: WorkspaceAuth,
     context: Context,
@@ -473,7 +483,7 @@ async def _cancel_task(
                    state=int(state))  # fmt: skip
 
 
-@router.post("/user/cancelTask", openapi_extra=_docs())
+@router.post("/user/cancelTask", openapi_extra=_docs(example=examples.CANCELLED))
 async def cancel_task(
     workspace: WorkspaceAuth,
     context: Context,
@@ -508,7 +518,7 @@ async def _check_address(address: str, request: Request) -> JsonResponse:
     return JsonResponse(check.as_dict())
 
 
-@router.get("/brc20/checkAddress", openapi_extra=_docs(bearer=False))
+@router.get("/brc20/checkAddress", openapi_extra=_docs(bearer=False, example=examples.BRC20_CHECK))
 async def check_address(
     request: Request, address: str = Query(..., max_length=128)
 ) -> JsonResponse:
