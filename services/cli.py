@@ -205,6 +205,8 @@ async def _up(settings: Settings, demo: bool) -> None:
             started = await start_demo(settings, url, creds.admin_token, creds.join_token)
             running.append(started)
             typer.echo(f"  demo workspace:   {started.workspace_id} (Workspace ID = bearer token)")
+            export = f"export NGPU_WORKSPACE_ID={started.workspace_id}"
+            typer.echo(f"  for the SDK and `ngpu tasks`: {export}")
             typer.echo(curl_examples(url, started.workspace_id, settings.tls_cert_file))
         else:
             ca = f" --ca-file {settings.tls_cert_file}" if settings.tls_cert_file else ""
