@@ -88,6 +88,8 @@ _templates = Environment(
 )
 _templates.filters.update(utc=_utc, duration=_duration, hours=_hours)
 _templates.globals.update(static=lambda name: f"{PREFIX}/static/{name}", states=STATE_CLASSES)
+# The macros as a global, not an import: a page's live block is rendered on its own.
+_templates.globals["m"] = _templates.get_template("_macros.html").module
 
 
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
