@@ -152,7 +152,8 @@ async def task_timeline(
         # Submitted, not archived yet (the projector's linger): the task view knows it.
         return {"task_id": task_id, "workspace": labels.of(live.workspace_id),
                 "phase": live.phase, "archived": False, "events": [], "detail": None,
-                "ended": live.ended, "options": [], "took_s": None}  # fmt: skip
+                "ended": live.ended, "options": [], "took_s": None,
+                "phases": []}  # fmt: skip
     detail = await store.detail(task_id)
     events = view["events"]
     origin = datetime.fromisoformat(events[0]["at"]) if events else None
@@ -164,13 +165,15 @@ async def task_timeline(
                          "offset_s": _seconds(origin, at) if origin else None})  # fmt: skip
     phase = live.phase if live is not None else view["state"]
     ends = [e for e in timeline if e["type"] in _ENDINGS and not e["fields"].get("retryable")]
+    took = ends[0]["offset_s"] if ends else None
     return {
         "task_id": task_id,
         "workspace": labels.of(view["workspace_id"]),
         "phase": phase,
         "archived": True,
         "ended": phase not in ("queued", "running"),
-        "took_s": ends[0]["offset_s"] if ends else None,
+        "took_s": took,
+        "phases": _phases(timeline, took),
         "options": [
             ("Priority", view["priority"]),
             ("Timeout", f"{view['timeout_s']:g} s"),
@@ -183,6 +186,23 @@ async def task_timeline(
 
 
 _ENDINGS = frozenset(("TaskCompleted", "TaskFailed", "TaskCancelled", "TaskExpired"))
+
+
+def _phases(timeline: list[dict[str, Any]], took: float | None) -> list[dict[str, Any]]:
+    """An ended task's life in two parts, as shares of it (x and width, in percent): in
+    the queue until its first dispatch, then dispatched (every attempt) until its end."""
+    if not took:
+        return []
+    dispatched = next((e["offset_s"] for e in timeline if e["type"] == "TaskDispatched"), took)
+    first = min(dispatched, took)
+    parts = [("queued", "queued for", 0.0, first),
+             ("running", "dispatched for", first, took)]  # fmt: skip
+    return [
+        {"name": name, "words": words, "seconds": end - start,
+         "x": round(100 * start / took, 3), "width": round(100 * (end - start) / took, 3)}
+        for name, words, start, end in parts
+        if end > start
+    ]  # fmt: skip
 
 
 def _facts(detail: TaskDetail) -> dict[str, Any]:

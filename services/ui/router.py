@@ -76,7 +76,9 @@ def _duration(seconds: float | None) -> str:
 
 
 def _hours(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds / 3600:,.2f}"
+    if seconds is None:
+        return "—"
+    return "< 0.01" if 0 < seconds < 36 else f"{seconds / 3600:,.2f}"
 
 
 _templates = Environment(

@@ -13,10 +13,15 @@
     var line = spec.kind === "line";
     var datasets = spec.datasets.map(function (set, n) {
       var color = PALETTE[n % PALETTE.length];
+      // One series across categories (a bar per workspace): each bar the colour its
+      // workspace has in the stacked chart, whose series are in the same order.
+      var fill = horizontal
+        ? set.data.map(function (_, i) { return PALETTE[i % PALETTE.length] + "cc"; })
+        : color + "cc";
       return {
         label: set.label,
         data: set.data,
-        backgroundColor: line ? color : color + "cc",
+        backgroundColor: line ? color : fill,
         borderColor: color,
         borderWidth: line ? 2 : 0,
         pointRadius: line ? 2 : 0,
