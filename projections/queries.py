@@ -95,7 +95,7 @@ _RECENT = Template(
     "  argMin(workspace_id, (submitted_at, event_id)) AS owner,"
     "  argMin(mode, (submitted_at, event_id)) AS first_mode,"
     "  argMin(param_url, (submitted_at, event_id)) AS first_param_url"
-    "  FROM $submissions WHERE $in_range GROUP BY task_id) AS s"
+    "  FROM $submissions WHERE $in_range AND task_id IN ($ids) GROUP BY task_id) AS s"
     " LEFT JOIN (SELECT task_id, kind, node_id, status_code, code, ended_at, gpu_us"
     "  FROM $outcomes WHERE task_id IN ($ids)"
     "  ORDER BY task_id, occurred_at, event_id LIMIT 1 BY task_id) AS o ON o.task_id = s.task_id"
@@ -108,6 +108,11 @@ _RECENT = Template(
     " ORDER BY s.at DESC, s.task_id DESC LIMIT {limit:UInt64}"
 )
 _IDS_IN_RANGE = Template("SELECT task_id FROM $submissions WHERE $in_range")
+# Without a state to filter by, the page is the newest submissions: only they are joined.
+_NEWEST_IN_RANGE = Template(
+    "SELECT task_id FROM $submissions WHERE $in_range GROUP BY task_id"
+    " ORDER BY min(submitted_at) DESC, task_id DESC LIMIT {limit:UInt64}"
+)
 _FAILURES = Template(
     "SELECT task_id, workspace_id, kind, ended_at, node_id, status_code, code, reason"
     " FROM (SELECT task_id, workspace_id, kind, ended_at, node_id, status_code, code, reason"
@@ -336,7 +341,9 @@ def recent_tasks(
         where = "task_state IN {states:Array(String)}"
     sql = _RECENT.substitute(
         submissions=submissions, in_range=in_range, states=where,
-        ids=_IDS_IN_RANGE.substitute(submissions=submissions, in_range=in_range),
+        ids=(_IDS_IN_RANGE if states else _NEWEST_IN_RANGE).substitute(
+            submissions=submissions, in_range=in_range
+        ),
         outcomes=_name(database, OUTCOMES), dispatches=_name(database, DISPATCHES),
         requeues=_name(database, REQUEUES),
     )  # fmt: skip
