@@ -22,6 +22,9 @@ from projections.queries import (
     ListEntry,
     event_count,
     list_position,
+    queue_delay,
+    recent_failures,
+    recent_tasks,
     task_count,
     task_detail,
     task_list,
@@ -32,13 +35,22 @@ from projections.queries import (
 from projections.rows import DispatchRow, EventRow, OutcomeRow, RequeueRow, Row, SubmissionRow
 from projections.schema import DERIVED, TABLES, Table, body_retention, create_schema, drop_schema
 from projections.store import connect
-from projections.views import TaskDetail, TaskState, TaskStatus, UsageRow
+from projections.views import (
+    DelayBucket,
+    TaskDetail,
+    TaskFailure,
+    TaskState,
+    TaskStatus,
+    TaskSummary,
+    UsageRow,
+)
 from projections.writer import ProjectionWriter
 
 __all__ = [
     "DERIVED",
     "GROUP",
     "TABLES",
+    "DelayBucket",
     "DispatchRow",
     "EventRow",
     "GroupBy",
@@ -56,8 +68,10 @@ __all__ = [
     "SubmissionRow",
     "Table",
     "TaskDetail",
+    "TaskFailure",
     "TaskState",
     "TaskStatus",
+    "TaskSummary",
     "UnknownCursor",
     "UsageRow",
     "archived_envelope",
@@ -68,7 +82,10 @@ __all__ = [
     "drop_schema",
     "event_count",
     "list_position",
+    "queue_delay",
     "rebuild_from_archive",
+    "recent_failures",
+    "recent_tasks",
     "rows_for",
     "split_archived_bodies",
     "task_count",

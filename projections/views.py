@@ -207,3 +207,50 @@ def build_status(
         reason=outcome.reason if outcome else "",
         ended_at=outcome.ended_at if outcome else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """One line of the operator's task list: a task's submission, its state (as
+    `state_of` decides it), the node that served its winning attempt (else its latest
+    dispatch's) and, once ended, how. `attempts` counts dispatches (the highest attempt
+    dispatched); `gpu_us` is 0 unless completed."""
+
+    task_id: str
+    workspace_id: str
+    submitted_at: datetime
+    mode: str
+    param_url: str
+    state: TaskState
+    attempts: int
+    node_id: str
+    status_code: int
+    code: str
+    ended_at: datetime | None
+    gpu_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailure:
+    """A task whose first terminal event was a failure for good or an expiry."""
+
+    task_id: str
+    workspace_id: str
+    kind: str
+    ended_at: datetime
+    node_id: str
+    status_code: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DelayBucket:
+    """The queue delays (submission to first dispatch, in seconds) of the tasks first
+    dispatched in [start, start + the bucket's length)."""
+
+    start: datetime
+    tasks: int
+    avg_s: float
+    p90_s: float
+    max_s: float

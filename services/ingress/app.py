@@ -33,6 +33,7 @@ from services.ingress.starting import StartingGate
 from services.metrics.exposition import MetricsEndpoint
 from services.metrics.middleware import RequestMetrics
 from services.settings import Settings
+from services.ui import router as ui
 
 MANAGEMENT_BODY_LIMIT = 1 << 20
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -188,6 +189,7 @@ def _add_api(app: FastAPI) -> None:
     app.include_router(nodes.router)
     app.include_router(analytics.router)
     app.include_router(tasks.router)
+    ui.install(app)  # the dashboard, out of the OpenAPI document
     _document_security(app)
 
 

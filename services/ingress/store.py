@@ -9,15 +9,21 @@ from typing import Any
 
 from events import Envelope, topics
 from projections import (
+    DelayBucket,
     GroupBy,
     ListEntry,
     ProjectionError,
     TaskDetail,
+    TaskFailure,
     TaskState,
+    TaskSummary,
     UnknownCursor,
     UsageRow,
     archived_history,
     list_position,
+    queue_delay,
+    recent_failures,
+    recent_tasks,
     task_detail,
     task_list_entries,
     task_status,
@@ -91,4 +97,37 @@ class TaskStore:
         self, group_by: GroupBy, start: datetime, end: datetime, workspace_id: str | None
     ) -> list[UsageRow]:
         result: list[UsageRow] = await self._run(usage, group_by, start, end, workspace_id)
+        return result
+
+    async def recent(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        workspace_id: str | None = None,
+        states: tuple[TaskState, ...] = (),
+        limit: int = 100,
+    ) -> list[TaskSummary]:
+        """Every workspace's tasks (or one's), newest first (see `recent_tasks`)."""
+        result: list[TaskSummary] = await self._run(
+            recent_tasks, start, end, workspace_id=workspace_id, states=states, limit=limit
+        )
+        return result
+
+    async def failures(
+        self, start: datetime, end: datetime, per_workspace: int
+    ) -> list[TaskFailure]:
+        """Each workspace's latest failed or expired tasks (see `recent_failures`)."""
+        result: list[TaskFailure] = await self._run(
+            recent_failures, start, end, per_workspace=per_workspace
+        )
+        return result
+
+    async def queue_delay(
+        self, start: datetime, end: datetime, bucket_s: int, workspace_id: str | None = None
+    ) -> list[DelayBucket]:
+        """Queue delay per time bucket (see `projections.queue_delay`)."""
+        result: list[DelayBucket] = await self._run(
+            queue_delay, start, end, bucket_s=bucket_s, workspace_id=workspace_id
+        )
         return result

@@ -1,0 +1,5 @@
+"""The operator's dashboard at `/ui` (`install` mounts it on the ingress's app)."""
+
+from services.ui.router import install
+
+__all__ = ["install"]
