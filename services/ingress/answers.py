@@ -60,7 +60,8 @@ class ContractError(Answer):
     """An NGPU API answer that is not a success (`/user/*`, `/brc20/*`)."""
 
     result_code: int = Field(description="The HTTP status of the answer (see the result codes).")
-    msg: str = Field(description="Why, for a person; names the input at fault first.")
+    msg: str = Field(description="Why, for a person (after the input at fault and a colon, "
+                     "when one is).")  # fmt: skip
     taskID: str | Absent = _may_lack(
         "The task's ID, on the answers about an existing task (its failure, cancellation "
         "or expiry)."
@@ -165,11 +166,13 @@ class TaskInfo(Answer):
     requrl: str = Field(description="The path and query the task was submitted with.")
     method: str = Field(description="`schedulingTask`, or the sync call's path.")
     userip: str
-    nodeip: str = Field(description="The node that ran it, empty before any dispatch.")
+    nodeip: str = Field(description="The IP of the node that ran it (else of its latest "
+                        "dispatch), empty before any.")  # fmt: skip
     nodeaddr: str = Field(description="That node's 0x address, or empty.")
     requesttime: str = Field(description="`YYYY-MM-DD HH:MM:SS`, UTC.")
     responsetime: str = Field(description="`YYYY-MM-DD HH:MM:SS`, UTC; empty until it ends.")
-    request: str = Field(description="The request's `data`, as JSON text.")
+    request: str = Field(description="The request's `data` as sent to the container (its "
+                         "JSON text, or the string itself).")  # fmt: skip
     state: Literal[0, 1, 3, 4, 5, 6] = Field(
         description="0 queued, 1 running, 3 completed, 4 failed, 5 cancelled, 6 expired."
     )
@@ -459,3 +462,64 @@ class TaskHistory(Answer):
     ttl_s: float
     webhook: str | None = Field(description="The URL its events are posted to, or null.")
     events: list[TaskEvent] = Field(description="In time order.")
+
+
+# --- Event streams ---------------------------------------------------------------------------
+
+
+class StreamState(Answer):
+    """`event: state`: the task is queued or running (at the start, and at each change)."""
+
+    taskID: str
+    state: Literal["queued", "running"]
+
+
+class StreamOutput(Answer):
+    """`event: output` (`id`: its `seq`): a chunk of the container's response."""
+
+    taskID: str
+    attempt: int
+    seq: int = Field(ge=0, description="Its place in the attempt's output, from 0.")
+    data: str = Field(description="The chunk, base64 (chunks split text anywhere).")
+    content_type: str | Absent = _may_lack("On `seq` 0: the container's Content-Type.")
+
+
+class StreamEnd(Answer):
+    """`event: end`: the task's queryTask answer; the stream closes after it."""
+
+    result_code: int = Field(description="200 done, else the failure's result code.")
+    msg: str
+    taskID: str
+    data: str = Field(description="The container's response body (base64 when it is not "
+                      "UTF-8), or empty.")  # fmt: skip
+
+
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"},
+                   "id": {"type": "string"}, "retry": {"type": "integer", "minimum": 0}},
+}  # fmt: skip
+"""One server-sent event, any: how OpenAPI 3.1 describes a `text/event-stream` answer
+(its `schema` is each event's)."""
+
+
+def task_stream_event() -> dict[str, Any]:
+    """One event of `/user/streamTask`: its `event` and, by it, its `data`'s JSON."""
+    kinds: dict[str, type[Answer]] = {"state": StreamState, "output": StreamOutput,
+                                      "end": StreamEnd}  # fmt: skip
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": list(kinds)},
+            "data": {"type": "string", "description": "One line of JSON."},
+            "id": {"type": "string", "description": "On `output`: its `seq`."},
+        },
+        "oneOf": [
+            {"properties": {"event": {"const": kind}, "data": {
+                "contentMediaType": "application/json",
+                "contentSchema": model.model_json_schema(mode="serialization")}}}
+            for kind, model in kinds.items()
+        ],
+    }  # fmt: skip

@@ -21,6 +21,7 @@ from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
 from services.ingress import contract_examples as examples
 from services.ingress.answers import (
+    SSE_EVENT,
     Brc20Check,
     CancelConflict,
     Cancelled,
@@ -215,9 +216,10 @@ _ACCEPT: _Param = ("Accept", False, "With `text/event-stream`: a 200 answer is t
                    {"type": "string"})  # fmt: skip
 _STREAMED: dict[str, Any] = {"200": {
     "description": "The JSON answer; with `Accept: text/event-stream`, the container's body "
-                   "as it is produced, under the container's own Content-Type.",
+                   "as it is produced, under the container's own Content-Type (its events "
+                   "when that is text/event-stream).",
     "content": {"application/json": {"example": examples.SYNC_ANSWER},
-                "text/event-stream": {"schema": {"type": "string"}}},
+                "text/event-stream": {"schema": SSE_EVENT}},
 }}  # fmt: skip
 _PREFER: _Param = ("Prefer", False, "`wait=N`: after N seconds without an outcome, answer 202 "
                    "with the taskID (result_code 100) and let the task go on.",

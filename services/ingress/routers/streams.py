@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
-from services.ingress.answers import contract_errors
+from services.ingress.answers import contract_errors, task_stream_event
 from services.ingress.auth import Context, WorkspaceAuth
 from services.ingress.context import IngressContext
 from services.ingress.errors import NotFound, ServiceUnavailable
@@ -23,7 +23,7 @@ _EVENTS: dict[str, Any] = {"200": {
                    "`output` (`{taskID, attempt, seq, data}`, `data` in base64, "
                    "`content_type` on seq 0; tasks submitted with stream=true), then `end` "
                    "(the queryTask answer).",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {"text/event-stream": {"schema": task_stream_event()}},
 }}  # fmt: skip
 
 
