@@ -8,6 +8,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from services.bus import BusUnavailable
@@ -97,6 +98,18 @@ async def _validation_error(request: Request, exc: Exception) -> JsonResponse:
     return _error(request, status, "invalid", message, field or None)
 
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JsonResponse:
+    # The router's own answers (no route for the path, not this method) take the API's
+    # error shape too, not FastAPI's `{"detail"}`: OpenAPI documents one error body.
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    headers = dict(exc.headers or {})  # a 405's `Allow`
+    return _error(request, exc.status_code, code, str(exc.detail), None, headers)
+
+
 async def _client_left(_: Request, exc: Exception) -> Response:
     # The caller hung up before its body arrived: nobody is left to answer, and nothing
     # was published. (499 is the customary log code for it.)
@@ -136,6 +149,7 @@ def create_app(context: IngressContext) -> FastAPI:
     app.state.context = context
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_left)
 
     task_limit = context.settings.max_body_bytes

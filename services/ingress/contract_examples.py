@@ -70,6 +70,6 @@ DETAIL: dict[str, Any] = {
 BRC20_CHECK: dict[str, Any] = {"exists": True, "names": ["AINN"], "balances": [100]}
 
 
-def answered(example: dict[str, Any]) -> dict[str, Any]:
-    """An operation's `responses` part showing `example` as its 200 JSON answer."""
-    return {"200": {"content": {"application/json": {"example": example}}}}
+def answered(example: dict[str, Any], status: int = 200) -> dict[str, Any]:
+    """An operation's `responses` part showing `example` as its JSON answer of `status`."""
+    return {str(status): {"content": {"application/json": {"example": example}}}}

@@ -1,7 +1,8 @@
 """Schemathesis over the whole OpenAPI document of `ngpu up --demo` (embedded log): no
-generated request, valid or not, answers a server error. 502 is not one here: it relays
-a container's own HTTP error (the sample app's 404 for a path it does not serve), as
-the contract says.
+generated request, valid or not, answers a server error, and every answer conforms to
+the schema documented for its status (`services.ingress.answers`), errors included. 502
+is not a server error here: it relays a container's own HTTP error (the sample app's 404
+for a path it does not serve), as the contract says.
 
 Every dependency is up (the demo configures a BRC-20 holdings file), so a 503 would be
 a finding too. Each route gets the credential it takes, so the fuzzer gets past the
@@ -77,6 +78,7 @@ enabled = false
 enabled = false
 not_a_server_error.enabled = true
 not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "502"]
+response_schema_conformance.enabled = true
 
 [[operations]]
 include-path-regex = "^/user/"
@@ -108,7 +110,8 @@ include-path-regex = "^/v1/(workspaces|analytics)|^/v1/nodes$"
 headers = {{ Authorization = "Bearer {admin_token}" }}
 parameters = {{ "path.workspace_id" = "{spare_workspace_id}" }}
 """
-"""schemathesis.toml: `not_a_server_error` alone, 502 allowed; each route's credential."""
+"""schemathesis.toml: `not_a_server_error` (502 allowed) and `response_schema_conformance`;
+each route's credential."""
 
 
 def test_no_request_answers_a_server_error(demo: tuple[Cluster, str], tmp_path: Path) -> None:

@@ -7,14 +7,15 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 
+from services.ingress.answers import MANAGEMENT_ERRORS, Usage
 from services.ingress.auth import AdminAuth, Context
 from services.ingress.errors import ServiceUnavailable
 from services.ingress.routers.ngpu import TIME_BOUND_SCHEMA, parse_bound
 
-router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+router = APIRouter(prefix="/v1/analytics", tags=["analytics"], responses=MANAGEMENT_ERRORS)
 
 
-@router.get("/usage")
+@router.get("/usage", response_model=None, responses={200: {"model": Usage}})
 async def usage(
     context: Context,
     _: AdminAuth,

@@ -14,11 +14,25 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from events import TaskCancelRequested, TaskSubmitted, utc_now
 from projections.views import TaskDetail, TaskState
 from services.brc20 import Brc20Unavailable, InvalidBtcAddress
 from services.ingress import contract_examples as examples
+from services.ingress.answers import (
+    SSE_EVENT,
+    Brc20Check,
+    CancelConflict,
+    Cancelled,
+    DetailedTask,
+    InProgress,
+    SyncAnswer,
+    TaskIds,
+    TaskOutcome,
+    TaskPending,
+    contract_errors,
+)
 from services.ingress.auth import WORKSPACE_SECURITY_SCHEME, Context, WorkspaceAuth, context_of
 from services.ingress.clientip import client_ip, rate_key
 from services.ingress.context import IngressContext
@@ -130,11 +144,13 @@ def _docs(
     body: bool = False,
     headers: tuple[_Param, ...] = (),
     example: dict[str, Any] | None = None,
+    example_status: int = 200,
 ) -> dict[str, Any]:
     """A route's `openapi_extra`: the workspace bearer it requires (unless `bearer` is
     false), the query parameters (name, required, description, schema) it reads itself,
     and its `headers` described alike, the contract's request body when it reads one, and
-    the contract's `example` of its answer.
+    the contract's `example` of its answer (with `example_status`). The answers' schemas
+    are the route's `responses` (`_answers`).
     The two submission routes, the hottest, skip FastAPI's parameter and body resolution
     (about 15 µs a parameter, per request); their own checks name the field in the 400."""
     extra: dict[str, Any] = {
@@ -150,8 +166,22 @@ def _docs(
     if body:
         extra["requestBody"] = _CONTRACT_BODY
     if example is not None:
-        extra["responses"] = examples.answered(example)
+        extra["responses"] = examples.answered(example, example_status)
     return extra
+
+
+_ACCEPTED = "Accepted, queued or running: result_code 100."
+
+
+def _answers(
+    *answers: tuple[int, type[BaseModel], str], bearer: bool = True
+) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses`: its answers (status, model, description) and the NGPU API's
+    error answers. Documentation only: the routes answer a `JsonResponse` themselves."""
+    documented: dict[int | str, dict[str, Any]] = {
+        code: {"model": model, "description": text} for code, model, text in answers
+    }
+    return {**documented, **contract_errors(bearer=bearer)}
 
 
 _PARAM_PORT: _Param = ("paramPort", False, "A declared container port; default: the first one.",
@@ -186,19 +216,21 @@ _ACCEPT: _Param = ("Accept", False, "With `text/event-stream`: a 200 answer is t
                    {"type": "string"})  # fmt: skip
 _STREAMED: dict[str, Any] = {"200": {
     "description": "The JSON answer; with `Accept: text/event-stream`, the container's body "
-                   "as it is produced.",
+                   "as it is produced, under the container's own Content-Type (its events "
+                   "when that is text/event-stream).",
     "content": {"application/json": {"example": examples.SYNC_ANSWER},
-                "text/event-stream": {"schema": {"type": "string"}}},
+                "text/event-stream": {"schema": SSE_EVENT}},
 }}  # fmt: skip
 _PREFER: _Param = ("Prefer", False, "`wait=N`: after N seconds without an outcome, answer 202 "
                    "with the taskID (result_code 100) and let the task go on.",
                    {"type": "string", "pattern": "^wait=[0-9]{1,5}$"})  # fmt: skip
 
 
-@router.post("/user/schedulingTask", openapi_extra=_docs(
+@router.post("/user/schedulingTask", status_code=202, openapi_extra=_docs(
     ("paramUrl", True, "Path on the container, e.g. sdapi/v1/img2img.", _STRING), _PARAM_PORT,
     *_TASK_OPTIONS, *_WEBHOOK, _STREAM, body=True, headers=(_IDEMPOTENCY_KEY,),
-    example=examples.SUBMITTED))  # fmt: skip
+    example=examples.SUBMITTED, example_status=202),
+    responses=_answers((202, InProgress, "Queued: its taskID.")))  # fmt: skip
 async def scheduling_task(request: Request, workspace: WorkspaceAuth) -> JsonResponse:
     """Async mode: answers the taskID once `TaskSubmitted` is durable (with an
     `Idempotency-Key`, once the scheduler has checked it: a repeat answers the first
@@ -296,7 +328,9 @@ async def _query_task(
     return _answer(code, msg, taskID=task_id, data=data)
 
 
-@router.get("/user/queryTask", openapi_extra=_docs(example=examples.QUERIED))
+@router.get("/user/queryTask", openapi_extra=_docs(example=examples.QUERIED),
+            responses=_answers((200, TaskOutcome, "Done: the container's response."),
+                               (202, TaskPending, _ACCEPTED)))  # fmt: skip
 async def query_task(
     workspace: WorkspaceAuth,
     context: Context,
@@ -344,7 +378,8 @@ def parse_bound(raw: str | None, default: datetime, *, end: bool, field: str) ->
     return min(max(bound, EARLIEST), LATEST)
 
 
-@router.get("/user/queryTaskList", openapi_extra=_docs(example=examples.TASK_LIST))
+@router.get("/user/queryTaskList", openapi_extra=_docs(example=examples.TASK_LIST),
+            responses=_answers((200, TaskIds, "The task IDs.")))  # fmt: skip
 async def query_task_list(
     workspace: WorkspaceAuth,
     context: Context,
@@ -424,7 +459,8 @@ async def _detailed(
     return _answer(DONE, "success", taskInfo=detail.task_info())
 
 
-@router.get("/user/getDetailed", openapi_extra=_docs(example=examples.DETAIL))
+@router.get("/user/getDetailed", openapi_extra=_docs(example=examples.DETAIL),
+            responses=_answers((200, DetailedTask, "The task's `taskInfo`.")))  # fmt: skip
 async def get_detailed(
     workspace: WorkspaceAuth,
     context: Context,
@@ -483,7 +519,10 @@ async def _cancel_task(
                    state=int(state))  # fmt: skip
 
 
-@router.post("/user/cancelTask", openapi_extra=_docs(example=examples.CANCELLED))
+@router.post("/user/cancelTask", openapi_extra=_docs(example=examples.CANCELLED),
+             responses=_answers(
+    (200, Cancelled, "Cancelled."), (202, InProgress, "The cancel is under way."),
+    (409, CancelConflict, "The task had already ended: its `state`.")))  # fmt: skip
 async def cancel_task(
     workspace: WorkspaceAuth,
     context: Context,
@@ -518,7 +557,8 @@ async def _check_address(address: str, request: Request) -> JsonResponse:
     return JsonResponse(check.as_dict())
 
 
-@router.get("/brc20/checkAddress", openapi_extra=_docs(bearer=False, example=examples.BRC20_CHECK))
+@router.get("/brc20/checkAddress", openapi_extra=_docs(bearer=False, example=examples.BRC20_CHECK),
+            responses=_answers((200, Brc20Check, "The holdings."), bearer=False))  # fmt: skip
 async def check_address(
     request: Request, address: str = Query(..., max_length=128)
 ) -> JsonResponse:
@@ -533,7 +573,8 @@ async def check_address_amp(address: str, request: Request) -> JsonResponse:
 
 @router.post("/user/{path:path}", openapi_extra={**_docs(
     _PARAM_PORT, *_TASK_OPTIONS, body=True, headers=(_PREFER, _IDEMPOTENCY_KEY, _ACCEPT)),
-    "responses": _STREAMED})  # fmt: skip
+    "responses": _STREAMED}, responses=_answers((200, SyncAnswer, "The container's answer."),
+    (202, InProgress, "No outcome within `Prefer: wait=N`.")))  # fmt: skip
 async def synchronous(path: str, request: Request, workspace: WorkspaceAuth) -> Response:
     """Sync mode: forwards `data` to `path` on the container and answers its response.
     Every answer once the task is published carries its taskID (`X-NGPU-Task-ID`). With

@@ -14,6 +14,14 @@ from events import GpuInfo, NodeDrained, NodeHeartbeat, NodeRegistered, NodeRevo
 from services.callsign import deployment_secret
 from services.certs import certificate_sha256
 from services.hosts import HostPolicy, host_refusal
+from services.ingress.answers import (
+    MANAGEMENT_ERRORS,
+    Assignments,
+    HeartbeatAnswer,
+    Node,
+    NodeList,
+    NodeRegistration,
+)
 from services.ingress.auth import AdminAuth, Context, JoinAuth, NodeAuth
 from services.ingress.clientip import client_ip, rate_key
 from services.ingress.directory import NodeView
@@ -23,7 +31,7 @@ from services.ingress.tokens import digest, new_node_id, new_token
 from services.nodeagent.runtimes.base import Assignment, StatusReport
 from services.scheduler.gpu import normalize_gpu_type
 
-router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=MANAGEMENT_ERRORS)
 
 
 async def limit_registrations(request: Request, context: Context) -> None:
@@ -39,7 +47,8 @@ async def limit_registrations(request: Request, context: Context) -> None:
 RegisterLimit = Annotated[None, Depends(limit_registrations)]
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED)
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=None,
+             responses={201: {"model": NodeRegistration}})  # fmt: skip
 async def register_node(
     _limit: RegisterLimit, _: JoinAuth, body: NodeRegister, context: Context
 ) -> dict[str, Any]:
@@ -72,7 +81,8 @@ async def register_node(
     }
 
 
-@router.post("/{node_id}/heartbeat")
+@router.post("/{node_id}/heartbeat", response_model=None,
+             responses={200: {"model": HeartbeatAnswer}})  # fmt: skip
 async def heartbeat(
     node: NodeAuth, context: Context, body: Heartbeat | None = None
 ) -> dict[str, Any]:
@@ -81,7 +91,8 @@ async def heartbeat(
     return {"assignments_etag": context.follower.directory.assignments_etag(node_id)}
 
 
-@router.get("/{node_id}/assignments")
+@router.get("/{node_id}/assignments", response_model=None,
+            responses={200: {"model": Assignments}})  # fmt: skip
 async def assignments(
     node: NodeAuth,
     context: Context,
@@ -172,7 +183,7 @@ def node_body(node: NodeView, context: Context, now: datetime) -> dict[str, Any]
     }
 
 
-@router.get("")
+@router.get("", response_model=None, responses={200: {"model": NodeList}})
 async def list_nodes(context: Context, _: AdminAuth) -> dict[str, Any]:
     now = datetime.now(UTC)
     nodes = context.follower.directory.nodes.values()
@@ -190,7 +201,7 @@ def _known_node(node_id: str, context: Context) -> NodeView:
     return node
 
 
-@router.post("/{node_id}/drain")
+@router.post("/{node_id}/drain", response_model=None, responses={200: {"model": Node}})
 async def drain_node(node_id: str, context: Context, _: AdminAuth) -> dict[str, Any]:
     """The node takes no new tasks or replicas; what it runs finishes, then its replicas
     stop and are placed elsewhere (`NodeDrained`). Idempotent: answers the node."""

@@ -10,16 +10,18 @@ from fastapi import APIRouter, Response
 
 from events import RegistryAuthChanged
 from services.ingress import registryauth
+from services.ingress.answers import MANAGEMENT_ERRORS, RegistryCredentials, Workspace
 from services.ingress.auth import AdminAuth, Context, NodeAuth
 from services.ingress.errors import NotFound, ServiceUnavailable
 from services.ingress.models import RegistryAuth
 from services.ingress.routers.workspaces import _get, workspace_body
 from services.secretbox import SETTING, SecretBoxError
 
-router = APIRouter(tags=["registry-auth"])
+router = APIRouter(tags=["registry-auth"], responses=MANAGEMENT_ERRORS)
 
 
-@router.put("/v1/workspaces/{workspace_id}/registry-auth", tags=["workspaces"])
+@router.put("/v1/workspaces/{workspace_id}/registry-auth", tags=["workspaces"],
+            response_model=None, responses={200: {"model": Workspace}})  # fmt: skip
 async def set_registry_auth(
     workspace_id: str, body: RegistryAuth, context: Context, _: AdminAuth
 ) -> dict[str, Any]:
@@ -32,7 +34,8 @@ async def set_registry_auth(
     return workspace_body(_get(context, workspace_id), context)
 
 
-@router.delete("/v1/workspaces/{workspace_id}/registry-auth", tags=["workspaces"])
+@router.delete("/v1/workspaces/{workspace_id}/registry-auth", tags=["workspaces"],
+               response_model=None, responses={200: {"model": Workspace}})  # fmt: skip
 async def remove_registry_auth(workspace_id: str, context: Context, _: AdminAuth) -> dict[str, Any]:
     """Remove the workspace's registry credentials; answers the workspace. Idempotent."""
     if _get(context, workspace_id).registry_auth:
@@ -40,7 +43,8 @@ async def remove_registry_auth(workspace_id: str, context: Context, _: AdminAuth
     return workspace_body(_get(context, workspace_id), context)
 
 
-@router.get("/v1/nodes/{node_id}/deployments/{deployment_id}/registry-auth", tags=["nodes"])
+@router.get("/v1/nodes/{node_id}/deployments/{deployment_id}/registry-auth", tags=["nodes"],
+            response_model=None, responses={200: {"model": RegistryCredentials}})  # fmt: skip
 async def deployment_registry_auth(
     deployment_id: str, node: NodeAuth, context: Context, response: Response
 ) -> dict[str, str]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
+from services.ingress.answers import contract_errors, task_stream_event
 from services.ingress.auth import Context, WorkspaceAuth
 from services.ingress.context import IngressContext
 from services.ingress.errors import NotFound, ServiceUnavailable
@@ -22,7 +23,7 @@ _EVENTS: dict[str, Any] = {"200": {
                    "`output` (`{taskID, attempt, seq, data}`, `data` in base64, "
                    "`content_type` on seq 0; tasks submitted with stream=true), then `end` "
                    "(the queryTask answer).",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {"text/event-stream": {"schema": task_stream_event()}},
 }}  # fmt: skip
 
 
@@ -52,7 +53,10 @@ async def _stream_task(task_id: str, workspace: WorkspaceAuth, context: IngressC
     return EventStream(task_events(status, watch, end, look), watch, task_id)
 
 
-@router.get("/user/streamTask", openapi_extra={**_docs(), "responses": _EVENTS})
+# `response_class` only documents the 200 as the event stream alone (the route answers a
+# response of its own).
+@router.get("/user/streamTask", openapi_extra={**_docs(), "responses": _EVENTS},
+            response_class=StreamingResponse, responses=contract_errors())  # fmt: skip
 async def stream_task(
     workspace: WorkspaceAuth,
     context: Context,

@@ -19,12 +19,13 @@ from typing import Any
 from fastapi import APIRouter, Path
 
 from events import Envelope, TaskSubmitted, is_terminal
+from services.ingress.answers import MANAGEMENT_ERRORS, TaskHistory
 from services.ingress.auth import WORKSPACE_SECURITY_SCHEME, Context, WorkspaceAuth
 from services.ingress.errors import NotFound
 from services.ingress.routers.ngpu import _seen_soon, _served, detail_wait_s
 from services.ingress.taskview import TaskStatus, fold
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=MANAGEMENT_ERRORS)
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     "TaskSubmitted": ("mode", "method"),
@@ -101,6 +102,8 @@ def _behind(history: Sequence[Envelope], known: TaskStatus | None) -> bool:
     "/{taskID}",
     summary="A task with its event history",
     description=_DESCRIPTION,
+    response_model=None,
+    responses={200: {"model": TaskHistory}},
     openapi_extra={"security": [{name: []} for name in WORKSPACE_SECURITY_SCHEME]},
 )
 async def get_task(

@@ -8,11 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from services.ingress.answers import MANAGEMENT_ERRORS, WorkspacePage
 from services.ingress.auth import AdminAuth, Context
 from services.ingress.errors import BadRequest
 from services.ingress.routers.workspaces import workspace_body
 
-router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
+router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"], responses=MANAGEMENT_ERRORS)
 
 MAX_LIMIT = 1000
 
@@ -34,7 +35,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return name, workspace_id
 
 
-@router.get("")
+@router.get("", response_model=None, responses={200: {"model": WorkspacePage}})
 async def list_workspaces(
     context: Context,
     _: AdminAuth,

@@ -13,17 +13,27 @@ import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from services.ingress.answers import MANAGEMENT_ERRORS, WorkspaceLogs
 from services.ingress.auth import AdminAuth, Context
 from services.ingress.replicalogs import Replica, ReplicaLogError, read_lines, replicas
 from services.ingress.routers.workspaces import _get
 from services.nodeagent.logstream import MAX_FOLLOW_S, MAX_TAIL_LINES
 
-router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
+router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"], responses=MANAGEMENT_ERRORS)
 
 _QUEUED_LINES = 1000
 
 
-@router.get("/{workspace_id}/logs", response_model=None)
+_LOGS: dict[int | str, dict[str, Any]] = {200: {
+    "model": WorkspaceLogs,
+    "description": "`follow=false`: each replica's last lines. `follow=true`: NDJSON, one "
+                   "object a line: `{deployment_id, node_id, line}`, or `{deployment_id, "
+                   "node_id, error}` when a replica's stream fails.",
+    "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+}}  # fmt: skip
+
+
+@router.get("/{workspace_id}/logs", response_model=None, responses=_LOGS)
 async def workspace_logs(
     workspace_id: str,
     context: Context,

@@ -9,6 +9,12 @@ from fastapi import APIRouter, Response, status
 
 from events import WebhookSecretRotated, WorkspaceDeleted, WorkspaceRegistered, WorkspaceUpdated
 from services.ingress import registryauth
+from services.ingress.answers import (
+    MANAGEMENT_ERRORS,
+    CreatedWorkspace,
+    WebhookSecret,
+    Workspace,
+)
 from services.ingress.auth import AdminAuth, Context
 from services.ingress.capacity import replica_counts
 from services.ingress.context import IngressContext
@@ -18,7 +24,7 @@ from services.ingress.models import WorkspaceCreate, WorkspaceUpdate
 from services.ingress.tokens import new_userkey, new_workspace_id
 from services.webhooks.secrets import new_salt, workspace_secret
 
-router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
+router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"], responses=MANAGEMENT_ERRORS)
 
 
 def workspace_body(view: WorkspaceView, context: IngressContext) -> dict[str, Any]:
@@ -59,25 +65,8 @@ def _get(context: Context, workspace_id: str) -> WorkspaceView:
     return view
 
 
-_SECRET_FIELD: dict[str, Any] = {
-    "webhook_secret": {
-        "type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$",
-        "description": "The workspace's webhook signing secret (Standard Webhooks: `whsec_` "
-        "and base64), answered this once; POST /v1/workspaces/{id}/webhook-secret makes a "
-        "new one.",
-    },
-}  # fmt: skip
-
-
-def _answers(code: int, *required: str, **properties: Any) -> dict[str, Any]:
-    """`openapi_extra` documenting fields of a route's JSON answer (merged into the
-    schema FastAPI derives from its return type)."""
-    schema = {"properties": properties, "required": list(required)}
-    return {"responses": {str(code): {"content": {"application/json": {"schema": schema}}}}}
-
-
-@router.post("", status_code=status.HTTP_201_CREATED,
-             openapi_extra=_answers(201, "webhook_secret", **_SECRET_FIELD))  # fmt: skip
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=None,
+             responses={201: {"model": CreatedWorkspace}})  # fmt: skip
 async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth) -> dict[str, Any]:
     """Register a workspace. Names are unique (409 when taken). `registry_auth` is sealed
     with `NGPU_SECRETS_KEY` before it is published (503 naming it when unset)."""
@@ -105,11 +94,8 @@ async def create_workspace(body: WorkspaceCreate, context: Context, _: AdminAuth
     return {**body_out, "webhook_secret": secret}
 
 
-_ROTATED = _answers(200, "workspace_id", "webhook_secret", workspace_id={"type": "string"},
-                    **_SECRET_FIELD)  # fmt: skip
-
-
-@router.post("/{workspace_id}/webhook-secret", openapi_extra=_ROTATED)
+@router.post("/{workspace_id}/webhook-secret", response_model=None,
+             responses={200: {"model": WebhookSecret}})  # fmt: skip
 async def rotate_webhook_secret(
     workspace_id: str, context: Context, _: AdminAuth
 ) -> dict[str, Any]:
@@ -124,12 +110,12 @@ async def rotate_webhook_secret(
     }
 
 
-@router.get("/{workspace_id}")
+@router.get("/{workspace_id}", response_model=None, responses={200: {"model": Workspace}})
 async def read_workspace(workspace_id: str, context: Context, _: AdminAuth) -> dict[str, Any]:
     return workspace_body(_get(context, workspace_id), context)
 
 
-@router.patch("/{workspace_id}")
+@router.patch("/{workspace_id}", response_model=None, responses={200: {"model": Workspace}})
 async def update_workspace(
     workspace_id: str, body: WorkspaceUpdate, context: Context, _: AdminAuth
 ) -> dict[str, Any]:

@@ -9,8 +9,17 @@ from typing import Any
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 
-from services.ingress.contract_examples import BRC20_CHECK, DETAIL, SUBMITTED, TASK_LIST
+from services.ingress.contract_examples import (
+    BRC20_CHECK,
+    CANCELLED,
+    DETAIL,
+    QUERIED,
+    SUBMITTED,
+    SYNC_ANSWER,
+    TASK_LIST,
+)
 from services.tools.schemas import render_openapi, write_openapi
 from tests.conftest import REPO
 from tests.services.ingress.conftest import ControlPlane
@@ -75,14 +84,21 @@ def test_the_schemes_are_bearer_schemes() -> None:
         assert scheme["description"].startswith("`Authorization: Bearer <")
 
 
-@pytest.mark.parametrize(("path", "method", "example"), [
-    ("/user/schedulingTask", "post", SUBMITTED),
-    ("/user/queryTaskList", "get", TASK_LIST),
-    ("/user/getDetailed", "get", DETAIL),
-    ("/brc20/checkAddress", "get", BRC20_CHECK),
+@pytest.mark.parametrize(("path", "method", "status", "example"), [
+    ("/user/schedulingTask", "post", "202", SUBMITTED),  # result_code 100 travels as 202
+    ("/user/queryTask", "get", "200", QUERIED),
+    ("/user/queryTaskList", "get", "200", TASK_LIST),
+    ("/user/getDetailed", "get", "200", DETAIL),
+    ("/user/cancelTask", "post", "200", CANCELLED),
+    ("/user/{path}", "post", "200", SYNC_ANSWER),
+    ("/brc20/checkAddress", "get", "200", BRC20_CHECK),
 ])  # fmt: skip
 def test_the_contract_examples_are_the_answers_examples(
-    path: str, method: str, example: dict[str, Any]
+    path: str, method: str, status: str, example: dict[str, Any]
 ) -> None:
-    operation = orjson.loads(COMMITTED.read_bytes())["paths"][path][method]
-    assert operation["responses"]["200"]["content"]["application/json"]["example"] == example
+    doc = orjson.loads(COMMITTED.read_bytes())
+    answer = doc["paths"][path][method]["responses"][status]["content"]["application/json"]
+    assert answer["example"] == example
+    # ...and fit the answer's schema.
+    schema = {**answer["schema"], "components": doc["components"]}
+    assert [e.message for e in Draft202012Validator(schema).iter_errors(example)] == []

@@ -187,6 +187,7 @@ async def test_openapi_documents_the_webhook_parameters_and_the_secret(ingress: 
         ("/v1/workspaces", "post", "201"),
         ("/v1/workspaces/{workspace_id}/webhook-secret", "post", "200"),
     ):
-        schema = doc["paths"][path][method]["responses"][code]["content"]["application/json"]
-        assert "webhook_secret" in schema["schema"]["properties"], path
-        assert "webhook_secret" in schema["schema"]["required"], path
+        answer = doc["paths"][path][method]["responses"][code]["content"]["application/json"]
+        model = doc["components"]["schemas"][answer["schema"]["$ref"].rsplit("/", 1)[1]]
+        assert "webhook_secret" in model["properties"], path
+        assert "webhook_secret" in model["required"], path
