@@ -46,6 +46,16 @@ def _traces_of(cluster: Cluster, task_id: str) -> dict[str, Any]:
     return {e["type"]: e.get("trace") for e in cluster.events() if e["key"] == task_id}
 
 
+def _access_line(cluster: Cluster, task_id: str) -> dict[str, Any] | None:
+    log = cluster.data_dir / ("ingress.log" if cluster.on_kafka else "up.log")
+    for raw in log.read_text(errors="replace").splitlines():
+        if raw.startswith("{"):
+            line = json.loads(raw)
+            if line.get("logger") == "ngpu.access" and line.get("task_id") == task_id:
+                return dict(line)
+    return None
+
+
 @pytest.fixture
 def collector() -> Iterator[OtlpCollector]:
     with OtlpCollector() as running:
@@ -56,7 +66,7 @@ def test_one_trace_from_the_request_to_the_container_and_the_completion(
     tmp_path: Path, kafka_bootstrap: str | None, collector: OtlpCollector
 ) -> None:
     env = _env(kafka_bootstrap, OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
-               OTEL_BSP_SCHEDULE_DELAY="100")  # fmt: skip
+               OTEL_BSP_SCHEDULE_DELAY="100", NGPU_LOG_FORMAT="json")  # fmt: skip
     cluster = Cluster(tmp_path, env)
     try:
         cluster.start_control_plane()
@@ -78,8 +88,10 @@ def test_one_trace_from_the_request_to_the_container_and_the_completion(
             and t,
             30, "the task's events",
         )  # fmt: skip
+        access = wait_for(lambda: _access_line(cluster, task_id), 30, "the access line")
     finally:
         cluster.stop()
+    assert access["trace_id"] == trace_id  # the request's log lines name its trace
 
     by_id = {s.span_id: s for s in spans}
     (request,) = [s for s in spans if s.name == "POST /user/{path:path}"]
