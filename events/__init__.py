@@ -12,7 +12,7 @@ from events.deployment import (
     DeploymentStarting,
     DeploymentStopped,
 )
-from events.envelope import Envelope
+from events.envelope import Envelope, TraceContext
 from events.errors import EventDecodeError, EventEncodeError, NgpuError
 from events.node import (
     GpuInfo,
@@ -86,6 +86,7 @@ __all__ = [
     "TaskMode",
     "TaskRetried",
     "TaskSubmitted",
+    "TraceContext",
     "WebhookAbandoned",
     "WebhookAttempted",
     "WebhookDelivered",

@@ -1,11 +1,17 @@
 """The one wire format of events: a JSON document (orjson) of the envelope and the data.
 
     {"event_id": "...", "type": "TaskSubmitted", "key": "...", "schema_version": 1,
-     "occurred_at": "2024-04-15T14:30:11.123456Z", "data": {...the event's fields...}}
+     "occurred_at": "2024-04-15T14:30:11.123456Z", "data": {...the event's fields...},
+     "trace": {"traceparent": "00-...-...-01", "tracestate": "..."}}
+
+`trace` is written only for an envelope that has one (`tracestate` only when not empty):
+an envelope without one encodes to the same bytes as before traces existed, and documents
+without it decode as they always did.
 
 `decode` accepts exactly what `encode` writes (plus lossless coercions); anything else —
 garbage bytes, truncated JSON, an unknown type or version, a missing, extra or mistyped
-field, a key that does not match the event — raises `EventDecodeError` and nothing else.
+field, a key that does not match the event, a malformed trace context — raises
+`EventDecodeError` and nothing else.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import re
 import typing
 from datetime import datetime
 from typing import Any
@@ -21,11 +28,19 @@ import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from events.base import Event
-from events.envelope import Envelope
+from events.envelope import Envelope, TraceContext
 from events.errors import EventDecodeError, EventEncodeError
 from events.registry import EVENT_TYPES
 
 _ENVELOPE_FIELDS = frozenset({"event_id", "type", "key", "schema_version", "occurred_at", "data"})
+_OPTIONAL_FIELDS = frozenset({"trace"})
+_ALL_FIELDS = _ENVELOPE_FIELDS | _OPTIONAL_FIELDS
+TRACEPARENT_PATTERN = r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
+"""W3C Trace Context version 00, neither id all zeros (the JSON Schemas use it too)."""
+TRACESTATE_PATTERN = r"^[\x20-\x7e]+$"
+"""Printable ASCII: it goes into an HTTP header as it is."""
+_TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
+_TRACESTATE = re.compile(TRACESTATE_PATTERN)
 _DUMP_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 _STRICT_FIELDS = ConfigDict(extra="forbid")
 _DATETIME = TypeAdapter(datetime)
@@ -56,7 +71,7 @@ def _forbid_extra_fields(cls: type) -> None:
 def to_document(envelope: Envelope) -> dict[str, Any]:
     """The envelope as a JSON-ready dict (the event's data as a dataclass, which orjson
     writes natively). Used by `encode` and by tools that print events."""
-    return {
+    doc = {
         "event_id": envelope.event_id,
         "type": envelope.type,
         "key": envelope.key,
@@ -64,12 +79,23 @@ def to_document(envelope: Envelope) -> dict[str, Any]:
         "occurred_at": envelope.occurred_at,
         "data": envelope.event,
     }
+    trace = envelope.trace
+    if trace is not None:
+        doc["trace"] = (
+            {"traceparent": trace.traceparent, "tracestate": trace.tracestate}
+            if trace.tracestate
+            else {"traceparent": trace.traceparent}
+        )
+    return doc
 
 
 def encode(envelope: Envelope) -> bytes:
     """Serialize an envelope. Raises `EventEncodeError` for values JSON cannot hold
-    faithfully (NaN or infinite floats, strings that are not valid Unicode)."""
+    faithfully (NaN or infinite floats, strings that are not valid Unicode) and for a
+    malformed trace context (`decode` would refuse it)."""
     _reject_non_finite(envelope.event)
+    if envelope.trace is not None and not _well_formed(envelope.trace):
+        raise EventEncodeError(f"cannot encode {envelope.type}: malformed {envelope.trace}")
     try:
         return orjson.dumps(to_document(envelope), option=_DUMP_OPTIONS)
     except (orjson.JSONEncodeError, TypeError) as exc:
@@ -92,7 +118,7 @@ def decode(data: bytes | bytearray | memoryview | str) -> Envelope:
     if not isinstance(doc, dict):
         raise EventDecodeError(f"expected a JSON object, got {type(doc).__name__}")
     missing = _ENVELOPE_FIELDS - doc.keys()
-    extra = doc.keys() - _ENVELOPE_FIELDS
+    extra = doc.keys() - _ALL_FIELDS
     if missing or extra:
         raise EventDecodeError(
             f"envelope fields: missing {sorted(missing)}, unexpected {sorted(extra)}"
@@ -115,7 +141,31 @@ def decode(data: bytes | bytearray | memoryview | str) -> Envelope:
         raise EventDecodeError("occurred_at must carry a timezone")
     if doc["key"] != event.key:
         raise EventDecodeError(f"key {doc['key']!r} does not match the event's {event.key!r}")
-    return Envelope(event=event, event_id=doc["event_id"], occurred_at=occurred_at)
+    trace = _trace_context(doc["trace"]) if "trace" in doc else None
+    return Envelope(event=event, event_id=doc["event_id"], occurred_at=occurred_at, trace=trace)
+
+
+def _trace_context(value: Any) -> TraceContext:
+    if not isinstance(value, dict) or not value.keys() <= {"traceparent", "tracestate"}:
+        raise EventDecodeError("trace must be an object of traceparent and tracestate")
+    parent = value.get("traceparent")
+    if not isinstance(parent, str) or not _TRACEPARENT.fullmatch(parent):
+        raise EventDecodeError(f"trace.traceparent is malformed: {parent!r}")
+    if "tracestate" not in value:
+        return TraceContext(parent)
+    state = value["tracestate"]
+    if not isinstance(state, str) or not _TRACESTATE.fullmatch(state):
+        raise EventDecodeError("trace.tracestate must be non-empty printable ASCII")
+    return TraceContext(parent, state)
+
+
+def _well_formed(trace: TraceContext) -> bool:
+    return (
+        isinstance(trace.traceparent, str)
+        and _TRACEPARENT.fullmatch(trace.traceparent) is not None
+        and isinstance(trace.tracestate, str)
+        and (not trace.tracestate or _TRACESTATE.fullmatch(trace.tracestate) is not None)
+    )
 
 
 def event_from_data(cls: type[Event], data: Any) -> Event:
@@ -133,6 +183,19 @@ def _summarize(exc: ValidationError) -> str:
         f"{'.'.join(str(p) for p in err['loc']) or '<data>'}: {err['msg']}"
         for err in exc.errors()[:5]
     )
+
+
+_TRACE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "The W3C Trace Context of the span that emitted the event; present only "
+    "when traces are on (services/tracing.py).",
+    "additionalProperties": False,
+    "required": ["traceparent"],
+    "properties": {
+        "traceparent": {"type": "string", "pattern": TRACEPARENT_PATTERN},
+        "tracestate": {"type": "string", "pattern": TRACESTATE_PATTERN},
+    },
+}
 
 
 def event_json_schema(cls: type[Event]) -> dict[str, Any]:
@@ -154,6 +217,7 @@ def event_json_schema(cls: type[Event]) -> dict[str, Any]:
             "schema_version": {"const": cls.VERSION},
             "occurred_at": {"type": "string", "format": "date-time"},
             "data": data_schema,
+            "trace": _TRACE_SCHEMA,
         },
         "x-topic": cls.TOPIC,
         "x-key-field": cls.KEY_FIELD,

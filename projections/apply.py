@@ -118,7 +118,7 @@ def join_body(envelope: Envelope, body: str) -> Envelope:
 def _with_body(envelope: Envelope, name: str, body: str) -> Envelope:
     changes: dict[str, Any] = {name: body}
     event = dataclasses.replace(envelope.event, **changes)
-    return Envelope(event, event_id=envelope.event_id, occurred_at=envelope.occurred_at)
+    return dataclasses.replace(envelope, event=event)  # its id, time and trace kept
 
 
 def utc(moment: datetime) -> datetime:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -174,12 +175,15 @@ def up_command(
     _configure_logging(settings.log_level)
     if demo:
         settings = demo_settings(settings)
+    _configure_tracing(("ingress", "scheduler", "dispatcher", "projector", "webhooks"))
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run_loop(_up(settings, demo))
     except DemoError as exc:  # the demo's replica never became ready: say why, no traceback
         typer.echo(f"ngpu up: {exc}", err=True)
         raise typer.Exit(1) from exc
+    finally:
+        _stop_tracing()
 
 
 async def _up(settings: Settings, demo: bool) -> None:
@@ -257,6 +261,7 @@ def serve_command(
         typer.echo(f"ngpu serve: {exc}", err=True)
         raise typer.Exit(2) from exc
     _configure_logging(settings.log_level)
+    _configure_tracing(chosen)
     from services.bus import BusError
 
     try:
@@ -265,6 +270,8 @@ def serve_command(
     except BusError as exc:  # e.g. Kafka unreachable at start: say so, without a traceback
         typer.echo(f"ngpu serve: {exc}", err=True)
         raise typer.Exit(1) from exc
+    finally:
+        _stop_tracing()
 
 
 def _serve_credentials(settings: Settings) -> Credentials:
@@ -365,6 +372,19 @@ def _configure_logging(level: str) -> None:
     from services.logs import configure_logging  # NGPU_LOG_FORMAT: json, console
 
     configure_logging(level)
+
+
+def _configure_tracing(roles: Iterable[str]) -> None:
+    from services import tracing  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+
+    if tracing.configure(roles):
+        logging.getLogger(__name__).info("traces on: spans exported over OTLP/HTTP")
+
+
+def _stop_tracing() -> None:
+    from services import tracing
+
+    tracing.shutdown()  # exports what is buffered
 
 
 def main() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
 
 from events import Envelope, Event, decode, encode
+from services import tracing
 from services.bus.protocol import Bus, Outgoing, Record
 
 _RECENT_DECODES = 2048
@@ -16,9 +18,30 @@ _recent: OrderedDict[int, tuple[Record, Envelope]] = OrderedDict()
 
 async def publish_events(bus: Bus, events: Iterable[Envelope | Event]) -> list[Record]:
     """Encode and publish events (bare events get a fresh envelope) to their own topics,
-    keyed by their own keys, as one durable batch. Returns the stored records in order."""
+    keyed by their own keys, as one durable batch. Returns the stored records in order.
+
+    With traces on and a span current, the batch is published in a `publish <topics>`
+    producer span whose context every envelope without a trace of its own carries."""
+    if tracing.ENABLED and tracing.in_span():
+        return await _publish_traced(bus, events)
     envelopes = [e if isinstance(e, Envelope) else Envelope(e) for e in events]
     return await bus.publish_many([Outgoing(e.topic, e.key, encode(e)) for e in envelopes])
+
+
+async def _publish_traced(bus: Bus, events: Iterable[Envelope | Event]) -> list[Record]:
+    envelopes = [e if isinstance(e, Envelope) else Envelope(e) for e in events]
+    destinations = ",".join(sorted({e.topic for e in envelopes}))
+    attributes: dict[str, tracing.AttributeValue] = {
+        "messaging.operation.type": "send",
+        "messaging.destination.name": destinations,
+        "messaging.batch.message_count": len(envelopes),
+        "ngpu.events": sorted({e.type for e in envelopes}),
+    }
+    with tracing.span(f"publish {destinations}", kind=tracing.SpanKind.PRODUCER,
+                      attributes=attributes):  # fmt: skip
+        trace = tracing.current_trace()
+        traced = [e if e.trace is not None else replace(e, trace=trace) for e in envelopes]
+        return await bus.publish_many([Outgoing(e.topic, e.key, encode(e)) for e in traced])
 
 
 def decode_record(record: Record) -> Envelope:

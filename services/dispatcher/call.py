@@ -22,6 +22,7 @@ import aiohttp
 from yarl import URL
 
 from events import BodyEncoding, TaskCompleted, TaskDispatched, TaskFailed, utc_now
+from services import tracing
 from services.callsign import PROXY_ERROR_HEADER, deployment_secret, sign
 from services.hosts import HostPolicy, host_refusal
 from services.output import OutputChunk, OutputSink
@@ -68,7 +69,8 @@ def request_body(dispatch: TaskDispatched) -> bytes:
 
 
 def headers_for(dispatch: TaskDispatched, call_key: bytes = b"") -> dict[str, str]:
-    """The call's headers; with `call_key`, signed for the deployment's proxy."""
+    """The call's headers; with `call_key`, signed for the deployment's proxy; with traces
+    on, the current span's `traceparent` (and `tracestate`)."""
     headers = {
         "Content-Type": dispatch.content_type,
         "X-NGPU-Task-ID": dispatch.task_id,
@@ -76,6 +78,8 @@ def headers_for(dispatch: TaskDispatched, call_key: bytes = b"") -> dict[str, st
     }
     if dispatch.stream:
         headers["Accept"] = STREAM_TYPE
+    if tracing.ENABLED:  # the current span: `call_node`'s client span
+        tracing.inject(headers)
     if call_key:
         secret = deployment_secret(call_key, dispatch.deployment_id)
         headers.update(sign(secret, "POST", dispatch.param_url, dispatch.task_id))
@@ -147,7 +151,36 @@ async def call_node(
 ) -> TaskCompleted | TaskFailed:
     """Make the call (`dispatch.timeout_s` bounds all of it); never raises for anything
     the node or the network does. With `output`, a dispatch with `stream` hands its
-    response's chunks there as they arrive."""
+    response's chunks there as they arrive. With traces on, in a `POST` client span whose
+    context the container receives (`traceparent`): an answer of 400 or more, or a failed
+    attempt (`error.type` its code), sets its error status."""
+    if not tracing.ENABLED:
+        return await _call(session, dispatch, policy, output)
+    attributes: dict[str, tracing.AttributeValue] = {
+        "http.request.method": "POST",
+        "server.address": dispatch.node_ip,
+        "server.port": dispatch.host_port,
+        "ngpu.task_id": dispatch.task_id,
+        "ngpu.attempt": dispatch.attempt,
+    }
+    with tracing.span("POST", kind=tracing.SpanKind.CLIENT, attributes=attributes) as span:
+        outcome = await _call(session, dispatch, policy, output)
+        if isinstance(outcome, TaskCompleted):
+            span.set_attribute("http.response.status_code", outcome.status_code)
+            if outcome.status_code >= 400:
+                span.set_status(tracing.StatusCode.ERROR)
+        else:
+            span.set_attribute("error.type", outcome.code)
+            span.set_status(tracing.StatusCode.ERROR, outcome.reason)
+        return outcome
+
+
+async def _call(
+    session: aiohttp.ClientSession,
+    dispatch: TaskDispatched,
+    policy: CallPolicy,
+    output: OutputSink | None,
+) -> TaskCompleted | TaskFailed:
     # Checked again at each call: a DNS name may point elsewhere than at registration.
     refusal = policy.hosts and await host_refusal(dispatch.node_ip, policy.hosts)
     if refusal:

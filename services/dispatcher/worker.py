@@ -44,9 +44,11 @@ from events import (
     TaskCompleted,
     TaskDispatched,
     TaskFailed,
+    TraceContext,
     is_terminal,
     topics,
 )
+from services import tracing
 from services.bus import (
     Bus,
     BusError,
@@ -115,6 +117,8 @@ class Dispatcher:
         # Per partition: the offset after the last record read. A record elsewhere means
         # the consumer moved (start, assignment, seek): read what lies ahead first.
         self._read_to: dict[Partition, int] = {}
+        # Traces on: the trace context each dispatch read carries, until its call starts.
+        self._traces: OrderedDict[tuple[str, int], TraceContext] = OrderedDict()
         self._backlogs: dict[Partition, Backlog] = {}
         self.session: aiohttp.ClientSession  # opened by run(), inside the event loop
 
@@ -168,10 +172,13 @@ class Dispatcher:
         self._read_to[where] = record.offset + 1
         self.tracker.started(record.topic, record.partition, record.offset)
         try:
-            event = decode_record(record).event
+            envelope = decode_record(record)
+            event = envelope.event
         except EventDecodeError:
             log.warning("skipping undecodable record %s@%d", record.topic, record.offset)
             event = None
+        if tracing.ENABLED and isinstance(event, TaskDispatched):
+            _remember(self._traces, (event.task_id, event.attempt), envelope.trace)
         backlog = self._backlogs.get(where)
         if event is not None and is_terminal(event):
             self._remember_end(getattr(event, "task_id", ""))
@@ -301,30 +308,64 @@ class Dispatcher:
 
     async def _dispatch(self, dispatch: TaskDispatched, record: Record) -> None:
         # This call's own asyncio task: what is bound here is on its lines only.
-        bind(task_id=dispatch.task_id, workspace=workspace_hash(dispatch.workspace_id),
-             node=dispatch.node_id, attempt=dispatch.attempt)  # fmt: skip
+        workspace = workspace_hash(dispatch.workspace_id)
+        bind(task_id=dispatch.task_id, workspace=workspace, node=dispatch.node_id,
+             attempt=dispatch.attempt)  # fmt: skip
         try:
-            outcome = await self._outcome(dispatch)
-            log.debug("attempt ended: %s", type(outcome).__name__)
-            delay = _PUBLISH_RETRY_MIN_S
-            while True:
-                try:
-                    await publish_events(self.bus, [outcome])
-                    break
-                except BusError as exc:  # keep the outcome until the bus takes it
-                    # The bus logs its outage once per interval: not a line per task here.
-                    log.debug("publishing %s failed, retrying: %s", dispatch.task_id, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(_PUBLISH_RETRY_MAX_S, 2 * delay)
-            self.tracker.finished(record.topic, record.partition, record.offset)
+            if not tracing.ENABLED:
+                await self._settle(dispatch, record)
+                return
+            parent = self._traces.pop((dispatch.task_id, dispatch.attempt), None)
+            with tracing.span(
+                "dispatch", context=tracing.context_of(parent), kind=tracing.SpanKind.CONSUMER,
+                attributes={"ngpu.task_id": dispatch.task_id, "ngpu.attempt": dispatch.attempt,
+                            "ngpu.node_id": dispatch.node_id, "ngpu.workspace": workspace},
+            ) as span:  # fmt: skip
+                tracing.bind_trace_id(span)
+                outcome = await self._settle(dispatch, record)
+                span.set_attribute("ngpu.outcome", type(outcome).__name__)
         finally:
             self._release(dispatch.workspace_id)
+
+    async def _settle(
+        self, dispatch: TaskDispatched, record: Record
+    ) -> TaskCompleted | TaskFailed | TaskCancelled:
+        """Make the call (or not, when cancelled) and publish its outcome, retrying until
+        the bus takes it; then the dispatch's record is done."""
+        outcome = await self._outcome(dispatch)
+        log.debug("attempt ended: %s", type(outcome).__name__)
+        delay = _PUBLISH_RETRY_MIN_S
+        while True:
+            try:
+                await publish_events(self.bus, [outcome])
+                break
+            except BusError as exc:  # keep the outcome until the bus takes it
+                # The bus logs its outage once per interval: not a line per task here.
+                log.debug("publishing %s failed, retrying: %s", dispatch.task_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(_PUBLISH_RETRY_MAX_S, 2 * delay)
+        self.tracker.finished(record.topic, record.partition, record.offset)
+        return outcome
 
     def _remember_end(self, task_id: str) -> None:
         self._cancels.pop(task_id, None)
         self._ended[task_id] = None
         if len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)
+
+
+def _remember(
+    traces: OrderedDict[tuple[str, int], TraceContext],
+    key: tuple[str, int],
+    trace: TraceContext | None,
+) -> None:
+    """Keep the trace context of a dispatch until its call (the oldest forgotten past
+    `_ENDED_MEMORY`)."""
+    if trace is None:
+        return
+    traces[key] = trace
+    if len(traces) > _ENDED_MEMORY:
+        traces.popitem(last=False)
 
 
 def _first_time(seen: OrderedDict[tuple[str, int], None], key: tuple[str, int]) -> bool:

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from services import tracing
 from services.bus import BusUnavailable
 from services.ingress.auth import WORKSPACE_SECURITY_SCHEME
 from services.ingress.context import IngressContext
@@ -55,6 +56,16 @@ def _field_of(location: tuple[Any, ...]) -> str:
 def is_contract_path(path: str) -> bool:
     """Paths of the customer's NGPU API, whose errors take the contract's shape."""
     return path.startswith(("/user/", "/brc20/"))
+
+
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+_AGENT_POLLS = ("/heartbeat", "/assignments")
+
+
+def untraced(path: str) -> bool:
+    """Requests that get no span: the probes and scrapes, and node agents' heartbeats and
+    assignment polls (every node, every few seconds: noise, not requests anyone traces)."""
+    return path in _PROBES or (path.startswith("/v1/nodes/") and path.endswith(_AGENT_POLLS))
 
 
 def _error(
@@ -162,6 +173,8 @@ def create_app(context: IngressContext) -> FastAPI:
         StartingGate, started=lambda: context.follower.ready.caught_up,
         contract_path=is_contract_path,
     )  # fmt: skip
+    if tracing.ENABLED:  # inside RequestMetrics: its access line gets the trace id
+        app.add_middleware(tracing.TracingMiddleware, untraced=untraced)
     app.add_middleware(RequestMetrics, access_log=context.settings.access_log)  # outermost
 
     @app.get("/healthz", include_in_schema=False)

@@ -18,6 +18,8 @@ Routes:
   the first until `POST /gates?open=G` (or 60 s) lets the rest go, with `start_gate` none
   until S opens (for tests of output that reaches the client before the container ends)
 - `POST /echo`: the body and its Content-Type, unchanged
+- `POST /headers` -> `{"headers": {"<lower-case name>": value}}`: the request's headers as
+  received (for tests of what reaches the container, e.g. `traceparent`)
 - `GET /whoami` -> `{"node": NGPU_NODE_ID, "pid", "port", "env": PORT and NGPU_* ids/ports}`
 - `GET`/`POST /calls` -> `{"calls": {"<X-NGPU-Task-ID>": N}}`: how many requests of each
   task this process has received (any route; for tests counting repeated calls)

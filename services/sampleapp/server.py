@@ -141,6 +141,7 @@ class SampleHandler(BaseHTTPRequestHandler):
             ("GET", "/holds"): lambda: self._holds(),
             ("POST", "/holds"): lambda: self._holds(),
             ("POST", "/echo"): lambda: self._echo(),
+            ("POST", "/headers"): lambda: self._headers(),
             ("POST", "/stream"): lambda: self._stream(query),
             ("POST", "/gates"): lambda: self._open_gate(query),
             ("GET", "/whoami"): lambda: self._send_json(_whoami(self.server)),
@@ -267,6 +268,10 @@ class SampleHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         content_type = self.headers.get("Content-Type", "application/octet-stream")
         self._send(HTTPStatus.OK, body, content_type)
+
+    def _headers(self) -> None:
+        self._read_body()
+        self._send_json({"headers": {k.lower(): v for k, v in self.headers.items()}})
 
     def _fail(self, query: dict[str, str]) -> None:
         self._read_body()

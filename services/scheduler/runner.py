@@ -20,12 +20,27 @@ import logging
 import time
 from datetime import datetime
 
-from events import EventDecodeError, GpuInfo, TaskFailed, TaskRetried, topics, utc_now
+from events import (
+    Envelope,
+    EventDecodeError,
+    GpuInfo,
+    TaskCancelRequested,
+    TaskDispatched,
+    TaskFailed,
+    TaskRetried,
+    TaskSubmitted,
+    TraceContext,
+    is_terminal,
+    topics,
+    utc_now,
+)
 from events.base import Event
+from services import tracing
 from services.bus import Bus, Record, decode_record, publish_events
 from services.bus.progress import catching_up
 from services.checkpoints import checkpoint_store, fingerprint
 from services.checkpoints.fold import FoldCheckpoints
+from services.logs import workspace_hash
 from services.metrics import sources
 from services.readiness import Component
 from services.scheduler.autoscale import Autoscaler
@@ -49,6 +64,7 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 _BATCH = 1000
 _NEVER_S = 10.0**9
+_TRACES_KEPT = 500_000
 CHECKPOINT = "scheduler"
 CHECKPOINT_VERSION = fingerprint(
     CHECKPOINT,
@@ -87,6 +103,8 @@ class SchedulerRunner:
         self._retries: dict[str, TaskFailed] = {}
         self.autoscaler = Autoscaler()
         self.decisions = 0
+        # Task -> (trace context, time in ns) its wait for a node began under; traces on only.
+        self._traces: dict[str, tuple[TraceContext | None, int]] = {}
         sources.watch_scheduler(self)
 
     async def run(self) -> None:
@@ -124,12 +142,16 @@ class SchedulerRunner:
                     limit = None if ticked else free
                     events += dispatch_waiting(self.state, now, self.profile, limit=limit)
                 if events:
-                    await publish_events(self.bus, events)
+                    if tracing.ENABLED:
+                        await self._publish_traced(events)
+                    else:
+                        await publish_events(self.bus, events)
                     self.decisions += len(events)
                 # Consistent here: every record fetched is folded, every decision durable.
                 await self.checkpoints.save_due(lambda: (self.state, self._retries))
 
     def _fold(self, records: list[Record]) -> None:
+        traced = tracing.ENABLED
         for record in records:
             self.checkpoints.folded(record)
             try:
@@ -138,6 +160,8 @@ class SchedulerRunner:
                 log.warning("skipping undecodable record %s@%d", record.topic, record.offset)
                 continue
             self.state.apply(envelope)
+            if traced:
+                self._follow_trace(envelope)
             event = envelope.event
             if isinstance(event, TaskFailed) and event.retryable:
                 self._retries[event.task_id] = event
@@ -145,6 +169,55 @@ class SchedulerRunner:
                 failed = self._retries.get(event.task_id)
                 if failed is not None and event.attempt > failed.attempt:
                     del self._retries[event.task_id]
+
+    def _follow_trace(self, envelope: Envelope) -> None:
+        """Remember, per task, the trace context and time its wait for a node began
+        under: its submission, a failed attempt (before the retry), a cancel request; and
+        forget it at the task's end. Not checkpointed: a task queued before a restart is
+        scheduled in a trace of its own."""
+        event = envelope.event
+        task_id = getattr(event, "task_id", None)
+        if not isinstance(task_id, str):
+            return
+        if is_terminal(event):
+            self._traces.pop(task_id, None)
+        elif isinstance(event, TaskSubmitted | TaskFailed | TaskCancelRequested):
+            self._traces[task_id] = (envelope.trace, time.time_ns())
+            if len(self._traces) > _TRACES_KEPT:
+                del self._traces[next(iter(self._traces))]
+
+    async def _publish_traced(self, events: list[Event]) -> None:
+        """Publish a round's decisions, each task's carrying its trace forward: a
+        `TaskDispatched` in a `schedule` span (from when the task's wait began until the
+        decision is durable) whose context it carries, the others with the context the
+        task's wait began under."""
+        spans: list[tracing.Span] = []
+        envelopes: list[Envelope] = []
+        for event in events:
+            task_id = getattr(event, "task_id", None)
+            parent, since = self._traces.get(task_id, (None, None)) if task_id else (None, None)
+            if isinstance(event, TaskDispatched):
+                span = tracing.start_span(
+                    "schedule", context=tracing.context_of(parent), start_time=since,
+                    attributes={"ngpu.task_id": event.task_id, "ngpu.attempt": event.attempt,
+                                "ngpu.node_id": event.node_id,
+                                "ngpu.deployment_id": event.deployment_id,
+                                "ngpu.workspace": workspace_hash(event.workspace_id)},
+                )  # fmt: skip
+                spans.append(span)
+                envelopes.append(Envelope(event, trace=tracing.trace_of(span)))
+            else:
+                envelopes.append(Envelope(event, trace=parent))
+        try:
+            await publish_events(self.bus, envelopes)
+        except BaseException as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(tracing.StatusCode.ERROR)
+            raise
+        finally:
+            for span in spans:
+                span.end()
 
     def _free_slots(self) -> int:
         """Ready replica slots not taken, summed over the workspaces with waiting tasks

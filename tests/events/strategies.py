@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from events import Envelope, Event
+from events import Envelope, Event, TraceContext
 
 _INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 _FLOAT = st.floats(allow_nan=False, allow_infinity=False)
@@ -40,7 +40,22 @@ def for_dataclass(cls: type[Any]) -> st.SearchStrategy[Any]:
     return st.builds(cls, **fields)
 
 
+_TRACEPARENT = st.builds(
+    "00-{:032x}-{:016x}-{:02x}".format,
+    st.integers(1, 2**128 - 1),
+    st.integers(1, 2**64 - 1),
+    st.integers(0, 255),
+)
+TRACES = st.builds(
+    TraceContext,
+    traceparent=_TRACEPARENT,
+    tracestate=st.just("") | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E)),
+)
+"""Any trace context the codec writes."""
+
+
 def envelopes(cls: type[Event]) -> st.SearchStrategy[Envelope]:
     return st.builds(
-        Envelope, event=for_dataclass(cls), event_id=st.uuids().map(str), occurred_at=_TIME
-    )
+        Envelope, event=for_dataclass(cls), event_id=st.uuids().map(str), occurred_at=_TIME,
+        trace=st.none() | TRACES,
+    )  # fmt: skip

@@ -21,6 +21,7 @@ from events import (
     GpuInfo,
     NodeRegistered,
     TaskSubmitted,
+    TraceContext,
     decode,
     encode,
 )
@@ -79,6 +80,54 @@ def test_wire_document_names_type_key_and_version() -> None:
     assert doc["data"]["param_port"] == 8080
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+TRACE = TraceContext(TRACEPARENT, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")
+BEFORE_TRACES = (
+    b'{"event_id":"91da4bb2b87af5cf9c49ef87a2a3df4f","type":"TaskSubmitted",'
+    b'"key":"20240415_14_30_09_891041","schema_version":1,'
+    b'"occurred_at":"2026-12-02T01:30:03.851697Z","data":{"task_id":"20240415_14_30_09_891041",'
+    b'"seq":2687,"workspace_id":"367614711220405248","userkey":"ts-22a51e64","btc_address":"",'
+    b'"mode":"async","method":"schedulingTask","request_url":"/user/schedulingTask?paramUrl='
+    b'create","param_url":"/create","param_port":8080,"user_ip":"94.74.66.215",'
+    b'"request_body":"{\\"gz\\": true}","gpu_type":"RTX4090","gpu_count":1,"timeout_s":600.0,'
+    b'"body_encoding":"utf-8","content_type":"application/json","priority":0,"ttl_s":3600.0,'
+    b'"retry_on_timeout":false,"webhook":"","webhook_events":[],"idempotency_key":"",'
+    b'"request_digest":"","stream":false}}'
+)
+"""A document as the codec wrote it before envelopes had a trace."""
+
+
+def test_a_document_from_before_traces_decodes_and_encodes_to_the_same_bytes() -> None:
+    envelope = decode(BEFORE_TRACES)
+    assert envelope.trace is None
+    assert envelope.event == _task().event
+    assert encode(envelope) == BEFORE_TRACES
+
+
+def test_the_trace_travels_in_the_envelope() -> None:
+    traced = dataclasses.replace(_task(), trace=TRACE)
+    doc = orjson.loads(encode(traced))
+    assert doc["trace"] == {"traceparent": TRACE.traceparent, "tracestate": TRACE.tracestate}
+    assert decode(encode(traced)) == traced
+    bare = dataclasses.replace(traced, trace=TraceContext(TRACEPARENT))
+    assert orjson.loads(encode(bare))["trace"] == {"traceparent": TRACEPARENT}
+    assert decode(encode(bare)).trace == TraceContext(TRACEPARENT, "")
+    assert "trace" not in orjson.loads(encode(_task()))
+
+
+@pytest.mark.parametrize(
+    "trace",
+    [
+        TraceContext("not a traceparent"),
+        TraceContext(TRACEPARENT.upper()),
+        TraceContext(TRACEPARENT, "a=b\nX-Injected: 1"),
+    ],
+)
+def test_a_malformed_trace_is_refused_on_encode(trace: TraceContext) -> None:
+    with pytest.raises(EventEncodeError):
+        encode(dataclasses.replace(_task(), trace=trace))
+
+
 def test_thousand_random_byte_strings_raise_the_typed_error() -> None:
     rng = random.Random(20261127)
     for _ in range(1000):
@@ -130,10 +179,24 @@ _DELETE = object()
         (("data", "surprise"), 1),
         (("extra",), True),
         (("data",), _DELETE),
+        (("trace",), None),
+        (("trace",), TRACEPARENT),
+        (("trace",), {}),
+        (("trace",), {"tracestate": "a=b"}),
+        (("trace",), {"traceparent": TRACEPARENT, "baggage": "a=b"}),
+        (("trace", "traceparent"), TRACEPARENT.upper()),
+        (("trace", "traceparent"), TRACEPARENT + "\n"),
+        (("trace", "traceparent"), "01" + TRACEPARENT[2:]),
+        (("trace", "traceparent"), f"00-{'0' * 32}-00f067aa0ba902b7-01"),
+        (("trace", "traceparent"), "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"),
+        (("trace", "traceparent"), 7),
+        (("trace", "tracestate"), ""),
+        (("trace", "tracestate"), "a=b\r\nX-Injected: 1"),
+        (("trace", "tracestate"), ["a=b"]),
     ],
 )
 def test_bad_documents_raise_the_typed_error(path: tuple[str, ...], value: Any) -> None:
-    doc = orjson.loads(encode(_task()))
+    doc = orjson.loads(encode(dataclasses.replace(_task(), trace=TRACE)))
     with pytest.raises(EventDecodeError):
         decode(_mutated(doc, path, value))
 

@@ -155,6 +155,14 @@ def test_echo_returns_the_body_and_content_type_unchanged(
     assert response.headers["content-type"] == content_type
 
 
+def test_headers_answers_the_headers_it_received(client: httpx.Client) -> None:
+    sent = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "X-NGPU-Task-ID": "t-headers"}  # fmt: skip
+    received = client.post("/headers", content=b"{}", headers=sent).json()["headers"]
+    assert received["traceparent"] == sent["traceparent"]
+    assert received["x-ngpu-task-id"] == "t-headers"
+
+
 def test_a_body_at_the_limit_is_accepted(client: httpx.Client) -> None:
     response = client.post("/echo", content=b"x" * MAX_BODY_BYTES)
     assert response.status_code == 200
