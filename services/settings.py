@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         "json (read by services.logs).",
     )  # fmt: skip
     access_log: bool = Field(True, description="Whether the ingress logs a line per request.")
+    trace_trust_caller: bool = Field(
+        False,
+        description="With traces on: continue a caller's `traceparent` (its trace id and "
+        "sampled flag; a `tracestate` of at most 512 characters). Off, a request's trace "
+        "starts at the gateway and links to the caller's.",
+    )
     metrics_public: bool = Field(
         False, description="Serve /metrics without the admin token (keep it off a public port)."
     )

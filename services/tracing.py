@@ -27,13 +27,13 @@ workspaces by their hashes, never by a raw path or a Workspace ID (a credential)
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 from structlog.contextvars import bind_contextvars, get_contextvars
@@ -201,11 +201,12 @@ def span(
     context: Context | None = None,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, AttributeValue] | None = None,
+    links: Sequence[Link] | None = None,
 ) -> Iterator[Span]:
     """A span current for the block and ended at its end (an exception that leaves the
     block is recorded and sets the error status); parent as in `start_span`."""
     with _tracer.start_as_current_span(
-        name, context=context, kind=kind, attributes=attributes
+        name, context=context, kind=kind, attributes=attributes, links=links
     ) as current:
         yield current
 
@@ -216,17 +217,27 @@ def bind_trace_id(current: Span) -> None:
         bind_contextvars(trace_id=format(current.get_span_context().trace_id, "032x"))
 
 
+MAX_CALLER_TRACESTATE = 512
+"""A caller's `tracestate` longer than this is dropped (W3C's advice to vendors: 512)."""
+
+
 class TracingMiddleware:
     """ASGI: a server span per HTTP request, current while the request is handled and
     ended with its response, named `<method> <route template>` once routing has matched
     (the method alone otherwise). Its parent is the caller's `traceparent` when it sent
-    one. Attributes: the method, route template, status, and the task id and workspace
-    hash the request bound to its log lines. A 5xx sets the error status. Requests whose
-    path `untraced` accepts (probes, node agents' polls) get no span."""
+    one and `trust_caller`; else the span starts a trace of its own, linked to the
+    caller's (a caller may not choose the trace id, whether it is sampled, or what the
+    gateway carries in `tracestate`). Attributes: the method, route template, status, and
+    the task id and workspace hash the request bound to its log lines. A 5xx sets the
+    error status. Requests whose path `untraced` accepts (probes, node agents' polls) get
+    no span."""
 
-    def __init__(self, app: ASGIApp, *, untraced: Callable[[str], bool]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, untraced: Callable[[str], bool], trust_caller: bool = False
+    ) -> None:
         self.app = app
         self.untraced = untraced
+        self.trust_caller = trust_caller
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.untraced(scope["path"]):
@@ -237,6 +248,13 @@ class TracingMiddleware:
             for name, value in scope["headers"]
             if name in (b"traceparent", b"tracestate")
         }
+        if len(carrier.get("tracestate", "")) > MAX_CALLER_TRACESTATE:
+            del carrier["tracestate"]
+        caller = _PROPAGATOR.extract(carrier, context=Context())
+        links = None
+        if not self.trust_caller:
+            linked = trace.get_current_span(caller).get_span_context()
+            caller, links = Context(), ([Link(linked)] if linked.is_valid else None)
         method = scope["method"]
         status = 500  # an error that escapes before an answer becomes a 500
 
@@ -248,9 +266,10 @@ class TracingMiddleware:
 
         with span(
             method,
-            context=_PROPAGATOR.extract(carrier, context=Context()),
+            context=caller,
             kind=SpanKind.SERVER,
             attributes={"http.request.method": method, "url.scheme": scope["scheme"]},
+            links=links,
         ) as current:
             bind_trace_id(current)
             try:

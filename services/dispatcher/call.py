@@ -170,8 +170,9 @@ async def call_node(
             if outcome.status_code >= 400:
                 span.set_status(tracing.StatusCode.ERROR)
         else:
+            # The code only: a reason can quote what a node or its proxy answered.
             span.set_attribute("error.type", outcome.code)
-            span.set_status(tracing.StatusCode.ERROR, outcome.reason)
+            span.set_status(tracing.StatusCode.ERROR)
         return outcome
 
 

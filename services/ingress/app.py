@@ -174,7 +174,8 @@ def create_app(context: IngressContext) -> FastAPI:
         contract_path=is_contract_path,
     )  # fmt: skip
     if tracing.ENABLED:  # inside RequestMetrics: its access line gets the trace id
-        app.add_middleware(tracing.TracingMiddleware, untraced=untraced)
+        app.add_middleware(tracing.TracingMiddleware, untraced=untraced,
+                           trust_caller=context.settings.trace_trust_caller)  # fmt: skip
     app.add_middleware(RequestMetrics, access_log=context.settings.access_log)  # outermost
 
     @app.get("/healthz", include_in_schema=False)

@@ -50,3 +50,14 @@ def rate_key(ip: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
+
+
+def served_over_https(
+    scheme: str, peer: str, forwarded_proto: str | None, proxies: tuple[Network, ...]
+) -> bool:
+    """Whether the caller reached us over HTTPS: our own TLS, or a trusted proxy's that
+    says so in `X-Forwarded-Proto` (an untrusted peer's header is ignored)."""
+    if scheme == "https":
+        return True
+    nearest = (forwarded_proto or "").split(",")[-1].strip().lower()
+    return nearest == "https" and _trusted(peer, proxies)

@@ -173,14 +173,15 @@ class SchedulerRunner:
     def _follow_trace(self, envelope: Envelope) -> None:
         """Remember, per task, the trace context and time its wait for a node began
         under: its submission, a failed attempt (before the retry), a cancel request; and
-        forget it at the task's end. Not checkpointed: a task queued before a restart is
-        scheduled in a trace of its own."""
+        forget it at the task's end. Only tasks the state holds live are remembered (a
+        cancel that comes after the end leaves nothing). Not checkpointed: a task queued
+        before a restart is scheduled in a trace of its own."""
         event = envelope.event
         task_id = getattr(event, "task_id", None)
         if not isinstance(task_id, str):
             return
-        if is_terminal(event):
-            self._traces.pop(task_id, None)
+        if is_terminal(event) or task_id not in self.state.tasks:
+            self._traces.pop(task_id, None)  # ended, or (a late cancel, a replay) never live
         elif isinstance(event, TaskSubmitted | TaskFailed | TaskCancelRequested):
             self._traces[task_id] = (envelope.trace, time.time_ns())
             if len(self._traces) > _TRACES_KEPT:

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from services.ingress.auth import Context, context_of
-from services.ingress.clientip import client_ip, rate_key
+from services.ingress.clientip import client_ip, rate_key, served_over_https
 from services.ingress.context import IngressContext
 from services.ingress.ratelimit import RateLimiter
 from services.ingress.store import TaskStore
@@ -162,6 +162,8 @@ async def login_form(request: Request, next: str = Query("", max_length=2048)) -
 async def login(request: Request, context: Context) -> Response:
     """The form's `token` against the admin token (constant time): a session cookie and
     a redirect to `next`, else the form again (401; 429 past the attempts allowed)."""
+    if _cross_site(request):
+        return _CROSS_SITE
     body = await request.body()
     form = urllib.parse.parse_qs(body[:_FORM_LIMIT].decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
@@ -178,18 +180,43 @@ async def login(request: Request, context: Context) -> Response:
     answer = RedirectResponse(target, status_code=303)
     answer.set_cookie(
         session.COOKIE, session.issue(context.admin_token, time.time()),
-        max_age=session.LIFETIME_S, path=PREFIX, httponly=True, samesite="strict",
-        secure=request.url.scheme == "https",
+        max_age=session.LIFETIME_S, path=PREFIX, httponly=True, samesite="lax",
+        secure=_https(request, context),
     )  # fmt: skip
     return answer
 
 
 @router.post("/logout", response_class=HTMLResponse)
-async def logout(request: Request) -> Response:
+async def logout(request: Request, context: Context) -> Response:
+    if _cross_site(request):
+        return _CROSS_SITE
     answer = RedirectResponse(LOGIN, status_code=303)
-    answer.delete_cookie(session.COOKIE, path=PREFIX, httponly=True, samesite="strict",
-                         secure=request.url.scheme == "https")  # fmt: skip
+    answer.delete_cookie(session.COOKIE, path=PREFIX, httponly=True, samesite="lax",
+                         secure=_https(request, context))  # fmt: skip
     return answer
+
+
+_CROSS_SITE = PlainTextResponse("a form of another site may not post here", status_code=403)
+
+
+def _cross_site(request: Request) -> bool:
+    """Whether another site's page posted this form (the pages only read, so the forms,
+    sign-in and sign-out, are all a cookie could be ridden to): what the browser says in
+    `Sec-Fetch-Site`, else an `Origin` other than this host."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False  # not a browser's cross-site form (they send Origin on POST)
+    return urllib.parse.urlsplit(origin).netloc != request.headers.get("host", "")
+
+
+def _https(request: Request, context: IngressContext) -> bool:
+    """Whether the browser reached us over HTTPS (our TLS, or a trusted proxy's)."""
+    peer = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-proto")
+    return served_over_https(request.url.scheme, peer, forwarded, context.proxies)
 
 
 def _unserved(request: Request, title: str) -> HTMLResponse:

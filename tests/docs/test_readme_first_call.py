@@ -11,10 +11,12 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e.cluster import wait_for
 from tests.support.gateway import Gateway, gateway
 
 __all__ = ["gateway"]  # the module's live gateway fixture
@@ -32,6 +34,17 @@ def _blocks(section: str, language: str) -> list[str]:
 
 def _env(gateway: Gateway) -> dict[str, str]:
     return {**os.environ, "NGPU_WORKSPACE_ID": gateway.workspace_id}
+
+
+def _curl(gateway: Gateway, command: str) -> dict[str, Any]:
+    """The JSON answer of README's curl `command`, run by bash against `gateway`."""
+    run = subprocess.run(
+        ["bash", "-c", command.replace(README_URL, gateway.url)],
+        env=_env(gateway), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    answer: dict[str, Any] = json.loads(run.stdout)
+    return answer
 
 
 def test_the_demo_prints_the_export_line_readme_shows(gateway: Gateway) -> None:
@@ -60,11 +73,29 @@ def test_the_sync_curl_call_answers_what_readme_shows(gateway: Gateway) -> None:
     lines = _blocks(_first_call(), "console")[1].splitlines()
     command = next(line for line in lines if line.startswith("$ curl"))[2:]
     shown = json.loads(re.sub(r", …}", "}", lines[lines.index(f"$ {command}") + 1]))
-    run = subprocess.run(
-        ["bash", "-c", command.replace(README_URL, gateway.url)],
-        env=_env(gateway), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    answer = json.loads(run.stdout)
+    answer = _curl(gateway, command)
     assert (answer["result_code"], answer["msg"]) == (shown["result_code"], shown["msg"])
     assert json.loads(answer["data"])["image_url"] == json.loads(shown["data"])["image_url"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_async_curl_calls_answer_what_readme_shows(gateway: Gateway) -> None:
+    lines = _blocks(_first_call(), "console")[2].splitlines()
+    submit, query = [line[2:] for line in lines if line.startswith("$ curl")]
+    shown_submit = json.loads(lines[lines.index(f"$ {submit}") + 1])
+    shown_query = json.loads(lines[lines.index(f"$ {query}") + 1].replace(", …}", "}"))
+
+    submitted = _curl(gateway, submit)
+    assert (submitted["result_code"], submitted["msg"]) == (100, shown_submit["msg"])
+    mine = query.replace(shown_submit["taskID"], submitted["taskID"])
+    assert mine != query  # README's query asks for the task its submission answered
+
+    def ended() -> dict[str, Any] | None:  # the reader types slower than the task runs
+        answer = _curl(gateway, mine)
+        return answer if answer["result_code"] != 100 else None
+
+    queried = wait_for(ended, 60, "the task to end")
+    assert (queried["result_code"], queried["msg"]) == (200, shown_query["msg"])
+    assert queried["taskID"] == submitted["taskID"]
+    data, shown_data = json.loads(queried["data"]), json.loads(shown_query["data"])
+    assert data["result_code"] == shown_data["result_code"]

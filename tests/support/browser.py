@@ -51,7 +51,7 @@ def browser() -> Iterator[Browser]:
     if executable is None:
         why = (
             "no chromium to drive: install Debian's (`apt-get install chromium`; `./dev test` "
-            f"does where apt-get works) or set {CHROMIUM_VARIABLE} to an executable"
+            f"does when run as root) or set {CHROMIUM_VARIABLE} to an executable"
         )
         if os.environ.get(REQUIRE_VARIABLE):
             pytest.fail(f"{why} ({REQUIRE_VARIABLE} is set)")

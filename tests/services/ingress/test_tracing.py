@@ -1,6 +1,7 @@
 """The ingress's server spans, on an in-process ingress over the embedded log with traces
 on (the SDK's in-memory exporter): one per request, named by its route template, the
-caller's `traceparent` continued, the submitted task's event in the request's trace;
+a caller's `traceparent` linked to (continued when trusted), the submitted task's event
+in the request's trace;
 probes and node agents' polls untraced; no Workspace ID in any span."""
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ async def test_a_submission_is_traced_from_the_request_to_its_event(
 
     (request,) = named(spans, "POST /user/schedulingTask")
     assert request.kind is SpanKind.SERVER
-    assert request.parent is not None and request.parent.is_remote
-    assert hex_ids(request)[0] == CALLER.split("-")[1]  # the caller's trace, continued
-    assert format(request.parent.span_id, "016x") == CALLER.split("-")[2]
+    # A caller's trace is not continued unless NGPU_TRACE_TRUST_CALLER: linked to.
+    assert request.parent is None and hex_ids(request)[0] != CALLER.split("-")[1]
+    (link,) = request.links
+    assert format(link.context.trace_id, "032x") == CALLER.split("-")[1]
+    assert format(link.context.span_id, "016x") == CALLER.split("-")[2]
     assert request.attributes == {
         "http.request.method": "POST", "url.scheme": "http",
         "http.route": "/user/schedulingTask", "http.response.status_code": 202,
@@ -58,6 +61,38 @@ async def test_a_submission_is_traced_from_the_request_to_its_event(
     (envelope,) = [e for e in submitted if isinstance(e.event, TaskSubmitted)]
     assert envelope.trace is not None
     assert envelope.trace.traceparent[3:-3] == "-".join(hex_ids(publish))
+
+
+@pytest.fixture
+def trusting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NGPU_TRACE_TRUST_CALLER=true for an `ingress` asked for after it."""
+    monkeypatch.setenv("NGPU_TRACE_TRUST_CALLER", "true")
+
+
+@pytest.mark.parametrize(
+    ("tracestate", "carried"),
+    # Three valid members, 608 characters in all: too long, dropped.
+    [("vendor=abc", "vendor=abc"), (",".join(f"{k}={'x' * 200}" for k in "abc"), "")],
+)
+async def test_a_trusted_callers_trace_is_continued(
+    trusting: None,
+    ingress: Ingress,  # noqa: F811
+    spans: InMemorySpanExporter,  # noqa: F811
+    tracestate: str,
+    carried: str,
+) -> None:
+    _, auth = await ingress.workspace("alpha")
+    caller = {"traceparent": CALLER, "tracestate": tracestate}
+    accepted = await ingress.http.post("/user/schedulingTask?paramUrl=run", json={"data": "{}"},
+                                       headers={**auth, **caller})  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
+    (request,) = named(spans, "POST /user/schedulingTask")
+    assert request.parent is not None and request.parent.is_remote and not request.links
+    assert hex_ids(request)[0] == CALLER.split("-")[1]  # the caller's trace, continued
+    assert format(request.parent.span_id, "016x") == CALLER.split("-")[2]
+    submitted = [decode_record(r) async for r in ingress.bus.replay([topics.TASKS])]
+    (envelope,) = [e for e in submitted if isinstance(e.event, TaskSubmitted)]
+    assert envelope.trace is not None and envelope.trace.tracestate == carried
 
 
 async def test_spans_are_named_by_route_templates_never_by_raw_paths(

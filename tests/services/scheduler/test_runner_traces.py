@@ -13,11 +13,17 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from events import Envelope, TaskDispatched, TaskRetried, TraceContext, topics
+from events import Envelope, TaskCancelRequested, TaskDispatched, TaskRetried, TraceContext, topics
 from services.bus import EmbeddedBus, decode_record, publish_events
 from services.scheduler.runner import SchedulerRunner
 from services.settings import Settings
-from tests.services.scheduler.builders import failed, submitted, workspace_registered
+from tests.services.scheduler.builders import (
+    completed,
+    dispatched,
+    failed,
+    submitted,
+    workspace_registered,
+)
 from tests.services.scheduler.test_faust_scheduler import ready_replica
 from tests.support.traces import hex_ids, named, spans  # noqa: F401
 
@@ -125,3 +131,24 @@ async def test_with_traces_off_the_scheduler_carries_nothing(
         dispatched = await first(bus, dispatch_of("t1", 1))
         assert runner._traces == {}
     assert dispatched.trace is None
+
+
+async def test_a_cancel_after_the_end_or_of_no_task_leaves_no_trace_behind(
+    bus: EmbeddedBus,
+    tmp_path: Path,
+    spans: InMemorySpanExporter,  # noqa: F811
+) -> None:
+    # A cancel checked against a view that lagged can reach the log after the task's end;
+    # a late retryable failure too. Neither may leave a context for a task never to come.
+    first_try = dispatched("t1", "ws", "n1", "d-1")
+    await publish_events(bus, [
+        workspace_registered("ws", replicas_min=0),
+        Envelope(submitted("t1", "ws"), trace=SUBMITTED), first_try, completed(first_try),
+        Envelope(TaskCancelRequested(task_id="t1", workspace_id="ws"), trace=SUBMITTED),
+        Envelope(failed(first_try), trace=FAILED),
+        Envelope(TaskCancelRequested(task_id="never", workspace_id="ws"), trace=SUBMITTED),
+        Envelope(submitted("t2", "ws"), trace=SUBMITTED),
+    ])  # fmt: skip
+    runner = SchedulerRunner(bus, Settings(data_dir=tmp_path))
+    runner._fold([record async for record in bus.replay(topics.ALL_TOPICS)])
+    assert set(runner._traces) == {"t2"}  # the one task still waiting

@@ -113,8 +113,10 @@ async def running(
         store, flush = TaskStore(ch_client, database), projector.flush
     context = IngressContext(config, bus, follower, ADMIN, JOIN, tasks=tasks, store=store,
                              flush_projections=flush)  # fmt: skip
+    # As `server_config` serves it: uvicorn's own proxy headers off (the app decides).
     server = uvicorn.Server(uvicorn.Config(create_app(context), host="127.0.0.1", port=0,
-                                           lifespan="off", log_level="warning"))  # fmt: skip
+                                           lifespan="off", log_level="warning",
+                                           proxy_headers=False))  # fmt: skip
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.01)
