@@ -22,22 +22,34 @@ from projections.queries import (
     ListEntry,
     event_count,
     list_position,
+    node_usage,
     task_count,
     task_detail,
     task_list,
     task_list_entries,
     task_status,
     usage,
+    usage_raw,
 )
 from projections.rows import DispatchRow, EventRow, OutcomeRow, RequeueRow, Row, SubmissionRow
-from projections.schema import DERIVED, TABLES, Table, body_retention, create_schema, drop_schema
+from projections.schema import (
+    DERIVED,
+    ROLLUPS,
+    TABLES,
+    Table,
+    body_retention,
+    create_schema,
+    drop_schema,
+    rollup_ready,
+)
 from projections.store import connect
-from projections.views import TaskDetail, TaskState, TaskStatus, UsageRow
+from projections.views import NodeUsageRow, TaskDetail, TaskState, TaskStatus, UsageRow
 from projections.writer import ProjectionWriter
 
 __all__ = [
     "DERIVED",
     "GROUP",
+    "ROLLUPS",
     "TABLES",
     "DispatchRow",
     "EventRow",
@@ -45,6 +57,7 @@ __all__ = [
     "InvalidName",
     "InvalidQuery",
     "ListEntry",
+    "NodeUsageRow",
     "OutcomeRow",
     "ProjectionError",
     "ProjectionWriter",
@@ -68,7 +81,9 @@ __all__ = [
     "drop_schema",
     "event_count",
     "list_position",
+    "node_usage",
     "rebuild_from_archive",
+    "rollup_ready",
     "rows_for",
     "split_archived_bodies",
     "task_count",
@@ -77,4 +92,5 @@ __all__ = [
     "task_list_entries",
     "task_status",
     "usage",
+    "usage_raw",
 ]

@@ -13,7 +13,7 @@ store fails.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from string import Template
 from typing import Any, Literal, TypeVar
 
@@ -22,51 +22,129 @@ from clickhouse_connect.driver.client import Client
 from projections.apply import utc
 from projections.errors import InvalidQuery, UnknownCursor
 from projections.rows import DispatchRow, OutcomeRow, RequeueRow, Row, SubmissionRow
-from projections.schema import DISPATCHES, EVENTS, OUTCOMES, REQUEUES, SUBMISSIONS, Table
+from projections.schema import (
+    DISPATCHES,
+    EVENTS,
+    LEDGER,
+    OUTCOMES,
+    REQUEUES,
+    SUBMISSIONS,
+    USAGE_DAILY,
+    Table,
+    rollup_ready,
+)
 from projections.store import identifier, run_query
-from projections.views import TaskDetail, TaskStatus, UsageRow, build_detail, build_status
+from projections.views import (
+    NodeUsageRow,
+    TaskDetail,
+    TaskStatus,
+    UsageRow,
+    build_detail,
+    build_status,
+)
 
 GroupBy = Literal["workspace", "node", "gpu_type", "day", "revision"]
 """How `usage` groups: by workspace id, node id, GPU type or UTC day of the response."""
 
-_LIST = Template(
-    "SELECT task_id, min(submitted_at) AS at FROM $submissions"
-    " WHERE workspace_id = {ws:String}"
-    " AND submitted_at >= {start:DateTime64(6, 'UTC')}"
-    " AND submitted_at < {end:DateTime64(6, 'UTC')}"
-    " $and_task GROUP BY task_id $having ORDER BY at, task_id $limit"
+_T = "DateTime64(6, 'UTC')"
+_IN_RANGE = "workspace_id = {ws:String} AND submitted_at >= {start:$T} AND submitted_at < {end:$T}"
+# A page: the workspace's submissions in key order from the cursor on (one range of the
+# primary key, read in order and stopped at the limit), each task at its first row.
+# A task submitted twice (two events, two times) is listed at its first submission: a
+# task of the page that has a row at or before the cursor was listed already, which
+# `listed` says (looked up by task id: as many granules as the page holds at most).
+_PAGE = (
+    "WITH page AS (SELECT task_id, submitted_at AS at FROM $submissions"
+    " WHERE $in_range $after ORDER BY submitted_at, task_id LIMIT 1 BY task_id $limit)"
+    " SELECT task_id, at, $listed FROM page ORDER BY at, task_id"
 )
-_CURSOR_HAVING = "HAVING (at, task_id) > ({after_at:DateTime64(6, 'UTC')}, {after:String})"
-_FIRST_ROW = Template(
-    "SELECT $columns FROM $table WHERE task_id = {task_id:String} ORDER BY $time, event_id LIMIT 1"
+_AFTER = (
+    " AND submitted_at >= {after_at:$T}"
+    " AND (submitted_at > {after_at:$T} OR task_id > {after:String})"
 )
-_ALL_ROWS = Template(
-    "SELECT $columns FROM $table WHERE task_id = {task_id:String} LIMIT 1 BY event_id"
+_LISTED = (
+    "task_id IN (SELECT task_id FROM $submissions WHERE task_id IN (SELECT task_id FROM page)"
+    " AND $in_range AND submitted_at <= {after_at:$T}"
+    " AND (submitted_at < {after_at:$T} OR task_id <= {after:String}))"
 )
-_WORKSPACE_OF = Template(
-    "SELECT argMin(workspace_id, (submitted_at, event_id)) FROM $submissions"
-    " WHERE task_id = {task_id:String} GROUP BY task_id"
+# The cursor's place: its task's first submission in the range (the `by_task`
+# projection holds every column this reads: one granule).
+_POSITION = (
+    "SELECT min(submitted_at) FROM $submissions WHERE task_id = {after:String}"
+    " AND $in_range GROUP BY task_id"
 )
-# Inner: tasks with a completion in range, each reduced to its first terminal event
-# (the sort key makes that the first row of the task); outer: keep those completions.
-_USAGE = Template(
-    "SELECT $key AS key, count() AS tasks, sum(gpu_us) / 1000000 AS gpu_seconds"
+# Everything a task's detail needs, in one round trip (each query's overhead in chdb is
+# about a millisecond): its first submission — found by id in the `by_task` projection,
+# then read by the table's own key —, its first terminal event, its dispatches and
+# requeues (each event once; sorted by task id: one range each).
+_FACTS = (
+    "SELECT (SELECT groupArray(($submission_columns)) FROM (SELECT $submission_columns"
+    "  FROM $submissions WHERE task_id = {task_id:String}"
+    "  AND (workspace_id, submitted_at, task_id) IN (SELECT workspace_id, submitted_at, task_id"
+    "   FROM $submissions WHERE task_id = {task_id:String})"
+    "  ORDER BY submitted_at, event_id LIMIT 1)),"
+    " (SELECT groupArray(($outcome_columns)) FROM (SELECT $outcome_columns FROM $outcomes"
+    "  WHERE task_id = {task_id:String} ORDER BY occurred_at, event_id LIMIT 1)),"
+    " (SELECT groupArray(($dispatch_columns)) FROM (SELECT $dispatch_columns FROM $dispatches"
+    "  WHERE task_id = {task_id:String} LIMIT 1 BY event_id)),"
+    " (SELECT groupArray(($requeue_columns)) FROM (SELECT $requeue_columns FROM $requeues"
+    "  WHERE task_id = {task_id:String} LIMIT 1 BY event_id))"
+)
+# A status needs the submission's workspace only: the projection answers it alone.
+_WORKSPACE_COLUMN = "argMin(workspace_id, (submitted_at, event_id))"
+_STATUS_FACTS = (
+    "SELECT (SELECT groupArray(ws) FROM (SELECT $workspace AS ws FROM $submissions"
+    "  WHERE task_id = {task_id:String} GROUP BY task_id)),"
+    " (SELECT groupArray(($outcome_columns)) FROM (SELECT $outcome_columns FROM $outcomes"
+    "  WHERE task_id = {task_id:String} ORDER BY occurred_at, event_id LIMIT 1)),"
+    " (SELECT groupArray(($dispatch_columns)) FROM (SELECT $dispatch_columns FROM $dispatches"
+    "  WHERE task_id = {task_id:String} LIMIT 1 BY event_id)),"
+    " (SELECT groupArray(($requeue_columns)) FROM (SELECT $requeue_columns FROM $requeues"
+    "  WHERE task_id = {task_id:String} LIMIT 1 BY event_id))"
+)
+# The reference answer, from the outcomes alone (each task's first terminal event, kept
+# when it is a completion in range): what the rollup must equal. Inner: tasks with a
+# completion in range, each reduced to its first terminal event (the sort key makes that
+# the first row of the task); outer: keep those completions.
+_USAGE_RAW = Template(
+    "SELECT $keys, count() AS tasks, sum(gpu_us) / 1000000 AS gpu_seconds"
     " FROM (SELECT kind, workspace_id, node_id, gpu_type, ended_at, gpu_us, revision"
     "  FROM $outcomes"
     "  WHERE task_id IN (SELECT task_id FROM $outcomes WHERE $completed)"
     "  ORDER BY task_id, occurred_at, event_id LIMIT 1 BY task_id)"
-    " WHERE $completed GROUP BY key ORDER BY key"
+    " WHERE $completed GROUP BY $names ORDER BY $names"
 )
 _COMPLETED = (
     "kind = 'completed' AND ended_at >= {start:DateTime64(6, 'UTC')}"
     " AND ended_at < {end:DateTime64(6, 'UTC')}"
 )
-_GROUP_KEYS: dict[str, str] = {
-    "workspace": "workspace_id",
-    "node": "node_id",
-    "gpu_type": "gpu_type",
-    "day": "toString(toDate(ended_at))",
-    "revision": "concat(workspace_id, '@', toString(revision))",
+# The rollup over the window's whole UTC days, and the ledger (by response time, its
+# `by_end` projection) over the partial days at either end; keys whose count is back to
+# zero (a completion superseded) are no keys.
+_USAGE = Template(
+    "SELECT $names, sum(t) AS tasks, sum(g) / 1000000 AS gpu_seconds FROM ("
+    " SELECT $rollup_keys, tasks AS t, gpu_us AS g FROM $rollup"
+    "  WHERE day >= {first_day:Date32} AND day < {end_day:Date32} $filters"
+    " UNION ALL"
+    " SELECT $ledger_keys, delta AS t, delta * gpu_us AS g FROM $ledger"
+    "  WHERE (ended_at >= {start:$T} AND ended_at < {head_end:$T}"
+    "   OR ended_at >= {tail_start:$T} AND ended_at < {end:$T}) $filters"
+    ") GROUP BY $names HAVING tasks > 0 ORDER BY $names"
+)
+_DAY_OF_END = "toString(toDate(ended_at))"
+# Each grouping as (expression over the outcomes and the ledger, over the rollup).
+_GROUP_KEYS: dict[str, tuple[str, str]] = {
+    "workspace": ("workspace_id", "workspace_id"),
+    "node": ("node_id", "node_id"),
+    "gpu_type": ("gpu_type", "gpu_type"),
+    "day": (_DAY_OF_END, "toString(day)"),
+    "revision": ("concat(workspace_id, '@', toString(revision))",) * 2,
+}
+# Groupings for the node's own view (`node_usage`): a workspace and its revision apart.
+_PART_KEYS: dict[str, tuple[str, str]] = {
+    "day": _GROUP_KEYS["day"],
+    "workspace_id": ("workspace_id", "workspace_id"),
+    "revision_number": ("revision", "revision"),
 }
 _COUNT = Template("SELECT uniqExact($column) FROM $table")
 
@@ -130,19 +208,30 @@ def task_list_entries(
     after: ListEntry | None = None,
 ) -> list[ListEntry]:
     """Like `task_list`, as (submission time, task id) pairs, resuming strictly after the
-    list position `after` (which need not be a task of this store)."""
+    list position `after` (which need not be a task of this store). With a limit, the
+    page is one range of the primary key read in order and stopped there: its cost
+    does not grow with the workspace's history."""
     if limit is not None and limit < 0:
         raise InvalidQuery(f"limit must be >= 0, got {limit}")
     params: dict[str, Any] = {"ws": workspace_id, "start": utc(start), "end": utc(end)}
-    holes = {"submissions": _name(database, SUBMISSIONS), "and_task": "", "having": ""}
-    holes["limit"] = "" if limit is None else "LIMIT {limit:UInt64}"
-    if limit is not None:
-        params["limit"] = limit
     if after is not None:
         params["after_at"], params["after"] = utc(after[0]), after[1]
-        holes["having"] = _CURSOR_HAVING
-    rows = run_query(client, _LIST.substitute(holes), params)
-    return [(utc(at), task_id) for task_id, at in rows]
+    fetch = limit
+    while True:
+        sql = _sql(
+            _PAGE,
+            after=_AFTER if after is not None else "",
+            listed=_LISTED if after is not None else "0",
+            limit="" if fetch is None else "LIMIT {limit:UInt64}",
+            submissions=_name(database, SUBMISSIONS),
+        )
+        if fetch is not None:
+            params["limit"] = fetch
+        rows = run_query(client, sql, params)
+        entries = [(utc(at), task_id) for task_id, at, listed in rows if not listed]
+        if fetch is None or len(rows) < fetch or len(entries) >= limit:  # type: ignore[operator]
+            return entries[:limit]
+        fetch += len(rows) - len(entries)  # tasks listed before the cursor: read on
 
 
 def list_position(
@@ -150,58 +239,63 @@ def list_position(
 ) -> datetime | None:
     """The list time of `task_id` in `workspace_id`'s list of [start, end), or None when
     it is not a task of that list."""
-    holes = {"submissions": _name(database, SUBMISSIONS), "having": "", "limit": "",
-             "and_task": "AND task_id = {after:String}"}  # fmt: skip
+    sql = _sql(_POSITION, submissions=_name(database, SUBMISSIONS))
     params = {"ws": workspace_id, "start": utc(start), "end": utc(end), "after": task_id}
-    rows = run_query(client, _LIST.substitute(holes), params)
-    return utc(rows[0][1]) if rows else None
+    rows = run_query(client, sql, params)
+    return utc(rows[0][0]) if rows else None
 
 
 def task_detail(client: Client, database: str, task_id: str) -> TaskDetail | None:
     """The detail of `task_id` (every `taskInfo` field), or None if it was never
-    submitted. The first submission and the first terminal event win."""
-    submission = _first(client, database, SUBMISSIONS, SubmissionRow, task_id, "submitted_at")
-    if submission is None:
+    submitted. The first submission and the first terminal event win. One query."""
+    sql = _sql(_FACTS, submission_columns=", ".join(SUBMISSIONS.columns), **_fact_holes(database))
+    submissions, outcomes, dispatches, requeues = run_query(client, sql, {"task_id": task_id})[0]
+    if not submissions:
         return None
-    outcome = _first(client, database, OUTCOMES, OutcomeRow, task_id, "occurred_at")
-    dispatches, requeues = _attempts(client, database, task_id, requeues_too=outcome is None)
-    return build_detail(submission, outcome, dispatches, requeues)
+    submission = _load(SubmissionRow, SUBMISSIONS, submissions[0])
+    outcome = _load(OutcomeRow, OUTCOMES, outcomes[0]) if outcomes else None
+    return build_detail(submission, outcome, *_attempts(dispatches, requeues, outcome))
 
 
 def task_status(client: Client, database: str, task_id: str) -> TaskStatus | None:
-    """The state and result of `task_id`, or None if it was never submitted."""
-    sql = _WORKSPACE_OF.substitute(submissions=_name(database, SUBMISSIONS))
-    rows = run_query(client, sql, {"task_id": task_id})
-    if not rows:
+    """The state and result of `task_id`, or None if it was never submitted. One query."""
+    sql = _sql(_STATUS_FACTS, workspace=_WORKSPACE_COLUMN, **_fact_holes(database))
+    workspaces, outcomes, dispatches, requeues = run_query(client, sql, {"task_id": task_id})[0]
+    if not workspaces:
         return None
-    outcome = _first(client, database, OUTCOMES, OutcomeRow, task_id, "occurred_at")
-    dispatches, requeues = _attempts(client, database, task_id, requeues_too=outcome is None)
-    return build_status(task_id, rows[0][0], outcome, dispatches, requeues)
+    outcome = _load(OutcomeRow, OUTCOMES, outcomes[0]) if outcomes else None
+    return build_status(task_id, workspaces[0], outcome, *_attempts(dispatches, requeues, outcome))
 
 
-def _first(
-    client: Client, database: str, table: Table, row_type: type[_R], task_id: str, time: str
-) -> _R | None:
-    """The task's earliest row of `table` by (`time`, event_id)."""
-    sql = _FIRST_ROW.substitute(
-        columns=", ".join(table.columns), table=_name(database, table), time=time
-    )
-    rows = run_query(client, sql, {"task_id": task_id})
-    return _load(row_type, table, rows[0]) if rows else None
+def _sql(template: str, **holes: str) -> str:
+    """`template` with its `$` holes filled: first the fragments (which may hold holes
+    themselves), then the names and the time type."""
+    fragments = Template(template).safe_substitute(holes, in_range=_IN_RANGE)
+    fragments = Template(fragments).safe_substitute(holes, in_range=_IN_RANGE)
+    return Template(fragments).substitute(holes, T=_T)
+
+
+def _fact_holes(database: str) -> dict[str, str]:
+    return {
+        "submissions": _name(database, SUBMISSIONS),
+        "outcomes": _name(database, OUTCOMES),
+        "dispatches": _name(database, DISPATCHES),
+        "requeues": _name(database, REQUEUES),
+        "outcome_columns": ", ".join(OUTCOMES.columns),
+        "dispatch_columns": ", ".join(DISPATCHES.columns),
+        "requeue_columns": ", ".join(REQUEUES.columns),
+    }
 
 
 def _attempts(
-    client: Client, database: str, task_id: str, *, requeues_too: bool
+    dispatches: Sequence[Any], requeues: Sequence[Any], outcome: OutcomeRow | None
 ) -> tuple[list[DispatchRow], list[RequeueRow]]:
-    dispatches = _all(client, database, DISPATCHES, DispatchRow, task_id)
-    requeues = _all(client, database, REQUEUES, RequeueRow, task_id) if requeues_too else []
-    return dispatches, requeues
-
-
-def _all(client: Client, database: str, table: Table, row_type: type[_R], task_id: str) -> list[_R]:
-    """The task's rows of `table`, each event once."""
-    sql = _ALL_ROWS.substitute(columns=", ".join(table.columns), table=_name(database, table))
-    return [_load(row_type, table, row) for row in run_query(client, sql, {"task_id": task_id})]
+    """The dispatch rows, and the requeue rows (needed only while the task has no
+    outcome)."""
+    loaded = [_load(DispatchRow, DISPATCHES, row) for row in dispatches]
+    if outcome is not None:
+        return loaded, []
+    return loaded, [_load(RequeueRow, REQUEUES, row) for row in requeues]
 
 
 def usage(
@@ -211,21 +305,122 @@ def usage(
     start: datetime,
     end: datetime,
     workspace_id: str | None = None,
+    node_id: str | None = None,
 ) -> list[UsageRow]:
     """Completed tasks — their first terminal event is a `TaskCompleted` — whose response
-    time is in [start, end), optionally of one workspace, grouped by `group_by` (day as
-    "YYYY-MM-DD"), ordered by key: (key, tasks, GPU seconds)."""
+    time is in [start, end), optionally of one workspace and/or one node, grouped by
+    `group_by` (day as "YYYY-MM-DD"), ordered by key: (key, tasks, GPU seconds). Read
+    from the daily rollup (the ledger for partial days), which equals `usage_raw`; from
+    the outcomes (`usage_raw`) while a store that predates the rollup is not migrated."""
     key = _GROUP_KEYS.get(group_by)
     if key is None:
         raise InvalidQuery(f"group_by must be one of {sorted(_GROUP_KEYS)}, got {group_by!r}")
-    params: dict[str, Any] = {"start": utc(start), "end": utc(end)}
-    completed = _COMPLETED
+    if not rollup_ready(client, database):
+        return usage_raw(client, database, group_by, start, end, workspace_id, node_id)
+    rows = _usage(client, database, (key,), start, end, workspace_id, node_id)
+    return [UsageRow(str(k), int(n), float(s)) for k, n, s in rows]
+
+
+def usage_raw(
+    client: Client,
+    database: str,
+    group_by: GroupBy,
+    start: datetime,
+    end: datetime,
+    workspace_id: str | None = None,
+    node_id: str | None = None,
+) -> list[UsageRow]:
+    """`usage` computed from the outcomes alone, every task's terminal events read (its
+    cost grows with the tasks in the window): the reference the rollup is held to."""
+    key = _GROUP_KEYS.get(group_by)
+    if key is None:
+        raise InvalidQuery(f"group_by must be one of {sorted(_GROUP_KEYS)}, got {group_by!r}")
+    rows = _usage_from_outcomes(client, database, (key,), start, end, workspace_id, node_id)
+    return [UsageRow(str(k), int(n), float(s)) for k, n, s in rows]
+
+
+def node_usage(
+    client: Client, database: str, node_id: str, start: datetime, end: datetime
+) -> list[NodeUsageRow]:
+    """What `node_id` served: its completed tasks (as `usage` counts them) with response
+    times in [start, end), by UTC day, workspace and workspace revision, in that order."""
+    keys = (_PART_KEYS["day"], _PART_KEYS["workspace_id"], _PART_KEYS["revision_number"])
+    if rollup_ready(client, database):
+        rows = _usage(client, database, keys, start, end, None, node_id)
+    else:
+        rows = _usage_from_outcomes(client, database, keys, start, end, None, node_id)
+    return [NodeUsageRow(str(d), str(w), int(r), int(n), float(s)) for d, w, r, n, s in rows]
+
+
+def _filters(params: dict[str, Any], workspace_id: str | None, node_id: str | None) -> str:
+    where = ""
     if workspace_id is not None:
         params["ws"] = workspace_id
-        completed += " AND workspace_id = {ws:String}"
-    sql = _USAGE.substitute(key=key, outcomes=_name(database, OUTCOMES), completed=completed)
-    rows = run_query(client, sql, params)
-    return [UsageRow(str(k), int(n), float(s)) for k, n, s in rows]
+        where += " AND workspace_id = {ws:String}"
+    if node_id is not None:
+        params["node"] = node_id
+        where += " AND node_id = {node:String}"
+    return where
+
+
+def _usage_from_outcomes(
+    client: Client,
+    database: str,
+    keys: Sequence[tuple[str, str]],
+    start: datetime,
+    end: datetime,
+    workspace_id: str | None,
+    node_id: str | None,
+) -> Sequence[Sequence[Any]]:
+    params: dict[str, Any] = {"start": utc(start), "end": utc(end)}
+    completed = _COMPLETED + _filters(params, workspace_id, node_id)
+    names = [f"k{i}" for i in range(len(keys))]
+    sql = _USAGE_RAW.substitute(
+        keys=", ".join(f"{raw} AS {n}" for (raw, _), n in zip(keys, names, strict=True)),
+        names=", ".join(names),
+        outcomes=_name(database, OUTCOMES),
+        completed=completed,
+    )
+    return run_query(client, sql, params)
+
+
+def _usage(
+    client: Client,
+    database: str,
+    keys: Sequence[tuple[str, str]],
+    start: datetime,
+    end: datetime,
+    workspace_id: str | None,
+    node_id: str | None,
+) -> Sequence[Sequence[Any]]:
+    start, end = utc(start), utc(end)
+    first_day, end_day = _whole_days(start, end)
+    params: dict[str, Any] = {"start": start, "end": end, "first_day": first_day.date(),
+                              "end_day": end_day.date()}  # fmt: skip
+    if first_day < end_day:  # the partial days: [start, first_day) and [end_day, end)
+        params["head_end"], params["tail_start"] = first_day, end_day
+    else:  # no whole day: the ledger alone, over [start, end)
+        params["head_end"], params["tail_start"] = end, end
+    filters = _filters(params, workspace_id, node_id)
+    names = [f"k{i}" for i in range(len(keys))]
+    sql = _sql(
+        _USAGE.template,
+        names=", ".join(names),
+        rollup_keys=", ".join(f"{r} AS {n}" for (_, r), n in zip(keys, names, strict=True)),
+        ledger_keys=", ".join(f"{raw} AS {n}" for (raw, _), n in zip(keys, names, strict=True)),
+        rollup=_name(database, USAGE_DAILY),
+        ledger=_name(database, LEDGER),
+        filters=filters,
+    )
+    return run_query(client, sql, params)
+
+
+def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The first UTC midnight at or after `start` and the last at or before `end`."""
+    first = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(days=1)
+    return first, end.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def event_count(client: Client, database: str) -> int:
