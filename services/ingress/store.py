@@ -11,6 +11,7 @@ from events import Envelope, topics
 from projections import (
     GroupBy,
     ListEntry,
+    NodeUsageRow,
     ProjectionError,
     TaskDetail,
     TaskState,
@@ -18,6 +19,7 @@ from projections import (
     UsageRow,
     archived_history,
     list_position,
+    node_usage,
     task_detail,
     task_list_entries,
     task_status,
@@ -88,7 +90,17 @@ class TaskStore:
         return result
 
     async def usage(
-        self, group_by: GroupBy, start: datetime, end: datetime, workspace_id: str | None
+        self,
+        group_by: GroupBy,
+        start: datetime,
+        end: datetime,
+        workspace_id: str | None,
+        node_id: str | None = None,
     ) -> list[UsageRow]:
-        result: list[UsageRow] = await self._run(usage, group_by, start, end, workspace_id)
+        result: list[UsageRow] = await self._run(usage, group_by, start, end, workspace_id, node_id)
+        return result
+
+    async def node_usage(self, node_id: str, start: datetime, end: datetime) -> list[NodeUsageRow]:
+        """What `node_id` served, by day, workspace and revision (`node_usage`)."""
+        result: list[NodeUsageRow] = await self._run(node_usage, node_id, start, end)
         return result

@@ -1,0 +1,155 @@
+"""Everyone's own numbers: a workspace's usage (`GET /user/usage`, its bearer) and what a
+node served (`GET /v1/nodes/{node_id}/usage`, the node's own token). Both read the
+rollup the admin's `GET /v1/analytics/usage` reads, so a slice of it has the same numbers.
+
+A node's provider never learns a Workspace ID (it is the customer's credential): the
+workspaces it served are named by their name and `workspace_hash`, the short hash the
+logs and metrics use."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from services.ingress.auth import Context, NodeAuth, WorkspaceAuth
+from services.ingress.context import IngressContext
+from services.ingress.errors import ServiceUnavailable
+from services.ingress.responses import JsonResponse
+from services.ingress.results import DONE, contract_body, http_status
+from services.ingress.routers.ngpu import TIME_BOUND_SCHEMA, _docs, parse_bound
+from services.ingress.store import TaskStore
+from services.logs import workspace_hash
+
+router = APIRouter()
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2099, 1, 2, tzinfo=UTC)
+
+
+class UsageEntry(BaseModel):
+    """Completed tasks and their GPU seconds for one key."""
+
+    key: str = Field(description="A UTC day (YYYY-MM-DD) or a GPU type.")
+    tasks: int
+    gpu_seconds: float
+
+
+class WorkspaceUsage(BaseModel):
+    """`GET /user/usage`: the workspace's completed tasks (their first ending is a
+    completion) whose response time is in [startTime, endTime)."""
+
+    result_code: int = Field(description="200")
+    msg: str
+    group_by: Literal["day", "gpu_type"]
+    startTime: str = Field(description="The window's start (ISO 8601, UTC; inclusive).")
+    endTime: str = Field(description="The window's end (ISO 8601, UTC; exclusive).")
+    tasks: int = Field(description="Completed tasks in the window.")
+    gpu_seconds: float = Field(description="Their GPU time: (finish - start) x GPUs.")
+    rows: list[UsageEntry]
+
+
+class NodeUsageEntry(BaseModel):
+    """What the node served on one UTC day for one revision of one workspace."""
+
+    day: str = Field(description="YYYY-MM-DD (UTC) of the response time.")
+    workspace: str = Field(description="The workspace's name (empty once it is deleted).")
+    workspace_hash: str = Field(
+        description="The first 12 hex digits of the SHA-256 of the workspace's ID: stable, "
+        "and never the ID itself (the customer's credential)."
+    )
+    revision: int = Field(description="The workspace revision that answered (0: unknown).")
+    tasks: int
+    gpu_seconds: float
+
+
+class NodeUsage(BaseModel):
+    """`GET /v1/nodes/{node_id}/usage`: the completed tasks the node ran whose response
+    time is in [from, to), by day, workspace and revision."""
+
+    node_id: str
+    from_: str = Field(alias="from", description="ISO 8601, UTC; inclusive.")
+    to: str = Field(description="ISO 8601, UTC; exclusive.")
+    tasks: int
+    gpu_seconds: float
+    rows: list[NodeUsageEntry]
+
+
+def _store(context: IngressContext) -> TaskStore:
+    if context.store is None:
+        raise ServiceUnavailable("usage is not served by this process")
+    return context.store
+
+
+@router.get(
+    "/user/usage",
+    tags=["NGPU API"],
+    response_model=WorkspaceUsage,
+    openapi_extra=_docs(),
+)
+async def workspace_usage(
+    workspace: WorkspaceAuth,
+    context: Context,
+    startTime: str | None = Query(
+        None, description="Default 1970-01-01.", json_schema_extra=TIME_BOUND_SCHEMA
+    ),
+    endTime: str | None = Query(
+        None,
+        description="Default 2099-01-01; a date is inclusive.",
+        json_schema_extra=TIME_BOUND_SCHEMA,
+    ),
+    group_by: Literal["day", "gpu_type"] = Query("day", description="UTC day or GPU type."),
+) -> JsonResponse:
+    """The workspace's own completed tasks and GPU seconds, by day or GPU type: the
+    admin's `/v1/analytics/usage?workspace_id=…` for this workspace only."""
+    start = parse_bound(startTime, _EARLIEST, end=False, field="startTime")
+    end = parse_bound(endTime, _LATEST, end=True, field="endTime")
+    workspace_id = workspace.registered.workspace_id
+    rows = await _store(context).usage(group_by, start, end, workspace_id)
+    body = contract_body(
+        DONE, "success", group_by=group_by, startTime=start.isoformat(),
+        endTime=end.isoformat(), tasks=sum(r.tasks for r in rows),
+        gpu_seconds=sum(r.gpu_seconds for r in rows),
+        rows=[{"key": r.key, "tasks": r.tasks, "gpu_seconds": r.gpu_seconds} for r in rows],
+    )  # fmt: skip
+    return JsonResponse(body, status_code=http_status(DONE))
+
+
+@router.get("/v1/nodes/{node_id}/usage", tags=["nodes"], response_model=NodeUsage)
+async def node_usage(
+    node: NodeAuth,
+    context: Context,
+    from_: str | None = Query(
+        None,
+        alias="from",
+        description="Date or date-time (inclusive).",
+        json_schema_extra=TIME_BOUND_SCHEMA,
+    ),
+    to: str | None = Query(
+        None,
+        description="Date (inclusive) or date-time (exclusive).",
+        json_schema_extra=TIME_BOUND_SCHEMA,
+    ),
+) -> JsonResponse:
+    """What this node served (its own token): completed tasks and GPU seconds by UTC day,
+    workspace (name and hash, never its ID) and revision."""
+    start = parse_bound(from_, _EARLIEST, end=False, field="from")
+    end = parse_bound(to, _LATEST, end=True, field="to")
+    node_id = node.registered.node_id
+    rows = await _store(context).node_usage(node_id, start, end)
+    workspaces = context.follower.directory.workspaces
+    entries = []
+    for row in rows:
+        known = workspaces.get(row.workspace_id)
+        entries.append({
+            "day": row.day, "workspace": known.registered.name if known else "",
+            "workspace_hash": workspace_hash(row.workspace_id), "revision": row.revision,
+            "tasks": row.tasks, "gpu_seconds": row.gpu_seconds,
+        })  # fmt: skip
+    body = {
+        "node_id": node_id, "from": start.isoformat(), "to": end.isoformat(),
+        "tasks": sum(r.tasks for r in rows), "gpu_seconds": sum(r.gpu_seconds for r in rows),
+        "rows": entries,
+    }  # fmt: skip
+    return JsonResponse(body)
