@@ -13,7 +13,7 @@ store fails.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from string import Template
 from typing import Any, Literal, TypeVar
 
@@ -155,16 +155,56 @@ def _name(database: str, table: Table) -> str:
     return f"{identifier(database)}.{identifier(table.name)}"
 
 
-def _load(row_type: type[_R], table: Table, values: Sequence[Any]) -> _R:
-    """A row value from a result row selected as `table.columns` (times made aware)."""
+def _load(
+    row_type: type[_R],
+    table: Table,
+    values: Sequence[Any],
+    columns: Sequence[str] | None = None,
+) -> _R:
+    """A row value from a result row selected as `columns` (default: all the table's),
+    times made aware; a column not selected holds its type's empty value."""
     fields: dict[str, Any] = {}
-    for column, value in zip(table.columns, values, strict=True):
+    for column, value in zip(columns or table.columns, values, strict=True):
         if isinstance(value, datetime):
             value = utc(value)
         elif isinstance(value, list):
             value = tuple(value)
         fields[column] = value
+    for column in table.columns:
+        if column not in fields:
+            fields[column] = _empty(table.types[column])
     return row_type(**fields)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _empty(kind: str) -> Any:
+    """The value a row holds for a column of ClickHouse type `kind` it was not read."""
+    if kind.startswith("Nullable"):
+        return None
+    if kind.startswith("Array"):
+        return ()
+    if kind.startswith(("Int", "UInt")):
+        return 0
+    if kind.startswith("Float"):
+        return 0.0
+    if kind.startswith("DateTime"):
+        return _EPOCH
+    return ""
+
+
+# What the views read of each fact (`build_detail`, `build_status`, `state_of`,
+# `serving_node`): a point lookup reads a whole granule of every column it selects, so
+# it selects these only.
+_DETAIL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "submission": ("task_id", "workspace_id", "submitted_at", "seq", "userkey", "btc_address",
+                   "method", "request_url", "user_ip", "request_body"),
+    "outcome": ("kind", "attempt", "node_id", "node_ip", "node_address", "status_code",
+                "response_body", "body_encoding", "ended_at", "gpu_us", "code", "reason"),
+    "dispatch": ("event_id", "attempt", "dispatched_at", "node_id", "node_ip", "node_address"),
+    "requeue": ("attempt", "requeued_at"),
+}  # fmt: skip
 
 
 ListEntry = tuple[datetime, str]
@@ -248,12 +288,13 @@ def list_position(
 def task_detail(client: Client, database: str, task_id: str) -> TaskDetail | None:
     """The detail of `task_id` (every `taskInfo` field), or None if it was never
     submitted. The first submission and the first terminal event win. One query."""
-    sql = _sql(_FACTS, submission_columns=", ".join(SUBMISSIONS.columns), **_fact_holes(database))
+    sql = _sql(_FACTS, **_fact_holes(database))
     submissions, outcomes, dispatches, requeues = run_query(client, sql, {"task_id": task_id})[0]
     if not submissions:
         return None
-    submission = _load(SubmissionRow, SUBMISSIONS, submissions[0])
-    outcome = _load(OutcomeRow, OUTCOMES, outcomes[0]) if outcomes else None
+    read = _DETAIL_COLUMNS
+    submission = _load(SubmissionRow, SUBMISSIONS, submissions[0], read["submission"])
+    outcome = _load(OutcomeRow, OUTCOMES, outcomes[0], read["outcome"]) if outcomes else None
     return build_detail(submission, outcome, *_attempts(dispatches, requeues, outcome))
 
 
@@ -263,7 +304,8 @@ def task_status(client: Client, database: str, task_id: str) -> TaskStatus | Non
     workspaces, outcomes, dispatches, requeues = run_query(client, sql, {"task_id": task_id})[0]
     if not workspaces:
         return None
-    outcome = _load(OutcomeRow, OUTCOMES, outcomes[0]) if outcomes else None
+    read = _DETAIL_COLUMNS
+    outcome = _load(OutcomeRow, OUTCOMES, outcomes[0], read["outcome"]) if outcomes else None
     return build_status(task_id, workspaces[0], outcome, *_attempts(dispatches, requeues, outcome))
 
 
@@ -281,9 +323,7 @@ def _fact_holes(database: str) -> dict[str, str]:
         "outcomes": _name(database, OUTCOMES),
         "dispatches": _name(database, DISPATCHES),
         "requeues": _name(database, REQUEUES),
-        "outcome_columns": ", ".join(OUTCOMES.columns),
-        "dispatch_columns": ", ".join(DISPATCHES.columns),
-        "requeue_columns": ", ".join(REQUEUES.columns),
+        **{f"{fact}_columns": ", ".join(columns) for fact, columns in _DETAIL_COLUMNS.items()},
     }
 
 
@@ -292,10 +332,11 @@ def _attempts(
 ) -> tuple[list[DispatchRow], list[RequeueRow]]:
     """The dispatch rows, and the requeue rows (needed only while the task has no
     outcome)."""
-    loaded = [_load(DispatchRow, DISPATCHES, row) for row in dispatches]
+    read = _DETAIL_COLUMNS
+    loaded = [_load(DispatchRow, DISPATCHES, row, read["dispatch"]) for row in dispatches]
     if outcome is not None:
         return loaded, []
-    return loaded, [_load(RequeueRow, REQUEUES, row) for row in requeues]
+    return loaded, [_load(RequeueRow, REQUEUES, row, read["requeue"]) for row in requeues]
 
 
 def usage(

@@ -69,11 +69,18 @@ _INSERTS = {
         "task_id, concat('c-', task_id), 1, finished_at, workspace_id, node_id, gpu_type, 1,"
         " gpu_us",
     ),
-    EVENTS.name: (
-        "event_id, type, topic, key, occurred_at, schema_version, payload, body, layout",
-        f"concat('s-', task_id), 'TaskSubmitted', 'ngpu.tasks', task_id, t0, 1, '{{}}', {_BODY}, 1",
-    ),
 }
+_RAW_COLUMNS = "event_id, type, topic, key, occurred_at, schema_version, payload, body, layout"
+# The archive's three rows of each task: a stand-in of its size (the payloads are short
+# documents, not the events' own).
+_ARCHIVE = (
+    "concat('s-', task_id), 'TaskSubmitted', 'ngpu.tasks', task_id, t0, 1,"
+    " concat('{\"workspace_id\": \"', workspace_id, '\"}'), " + _BODY + ", 1",
+    "concat('d-', task_id), 'TaskDispatched', 'ngpu.tasks', task_id,"
+    " t0 + toIntervalMillisecond(50), 1, concat('{\"node_id\": \"', node_id, '\"}'), '', 1",
+    "concat('c-', task_id), 'TaskCompleted', 'ngpu.tasks', task_id, finished_at, 1,"
+    " concat('{\"gpu_us\": ', toString(gpu_us), '}'), " + _BODY + ", 1",
+)
 _INSERT = Template("INSERT INTO $db.$table ($columns) SELECT $values FROM ($task)")
 
 
@@ -90,10 +97,12 @@ def generate_tasks(
     archive: bool = False,
 ) -> None:
     """Insert `total` completed tasks into `database` (whose schema exists), `chunk`
-    tasks per insert per table; with `archive`, each task's submission in the raw
-    `events` table too (a stand-in of the archive's size, not decodable history)."""
+    tasks per insert per table; with `archive`, three rows per task in the raw `events`
+    table too (a stand-in of the archive's size, not decodable history)."""
     db = identifier(database)
-    tables = [name for name in _INSERTS if archive or name != EVENTS.name]
+    inserts = [(table, columns, values) for table, (columns, values) in _INSERTS.items()]
+    if archive:
+        inserts += [(EVENTS.name, _RAW_COLUMNS, values) for values in _ARCHIVE]
     for first in range(0, total, chunk):
         params = {
             "start": start, "span_us": days * 86_400_000_000, "total": total,
@@ -101,7 +110,6 @@ def generate_tasks(
             "count": min(chunk, total - first),
         }  # fmt: skip
         task = _TASK.template
-        for table in tables:
-            columns, values = _INSERTS[table]
+        for table, columns, values in inserts:
             sql = _INSERT.substitute(db=db, table=table, columns=columns, values=values, task=task)
             run_command(client, sql, params)
