@@ -263,7 +263,7 @@ def reads(client: Client, db: str, size: int, queries: int) -> dict[str, str]:
     }  # fmt: skip
     for name, (sql, params) in explained.items():
         results[f"granules: {name}"] = f"{granules(client, sql, params):,}"
-    page = q._sql(q._PAGE, after=q._AFTER, listed=q._LISTED, limit="LIMIT {limit:UInt64}",
+    page = q._sql(q._PAGE, after=q._AFTER, limit="LIMIT {limit:UInt64}",
                   submissions=submissions)  # fmt: skip
     page_params = {"ws": workspace, "start": EVERYTHING[0], "end": EVERYTHING[1],
                    "after_at": at, "after": task_id, "limit": 100}  # fmt: skip

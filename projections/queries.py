@@ -49,23 +49,27 @@ GroupBy = Literal["workspace", "node", "gpu_type", "day", "revision"]
 _T = "DateTime64(6, 'UTC')"
 _IN_RANGE = "workspace_id = {ws:String} AND submitted_at >= {start:$T} AND submitted_at < {end:$T}"
 # A page: the workspace's submissions in key order from the cursor on (one range of the
-# primary key, read in order and stopped at the limit), each task at its first row.
-# A task submitted twice (two events, two times) is listed at its first submission: a
-# task of the page that has a row at or before the cursor was listed already, which
-# `listed` says (looked up by task id: as many granules as the page holds at most).
+# primary key, read in order and stopped at the limit: a plain `ORDER BY … LIMIT`, which
+# ClickHouse reads in blocks of the limit's size; a `LIMIT BY` in between would not
+# stop the read). A task is listed at its first row: copies of a row (replays) and
+# later submissions of a listed task are dropped as the rows are read
+# (`task_list_entries`), and so are the page's tasks with a row at or before the cursor
+# (`_LISTED`: listed already, on an earlier page).
 _PAGE = (
-    "WITH page AS (SELECT task_id, submitted_at AS at FROM $submissions"
-    " WHERE $in_range $after ORDER BY submitted_at, task_id LIMIT 1 BY task_id $limit)"
-    " SELECT task_id, at, $listed FROM page ORDER BY at, task_id"
+    "SELECT task_id, submitted_at FROM $submissions"
+    " WHERE $in_range $after ORDER BY submitted_at, task_id $limit"
 )
 _AFTER = (
     " AND submitted_at >= {after_at:$T}"
     " AND (submitted_at > {after_at:$T} OR task_id > {after:String})"
 )
+# Which of a page's tasks have a row at or before the cursor: a task submitted twice
+# (two events, two times). Looked up by id in the `by_task` projection: as many
+# granules as the page's tasks span, at most.
 _LISTED = (
-    "task_id IN (SELECT task_id FROM $submissions WHERE task_id IN (SELECT task_id FROM page)"
+    "SELECT DISTINCT task_id FROM $submissions WHERE task_id IN {ids:Array(String)}"
     " AND $in_range AND submitted_at <= {after_at:$T}"
-    " AND (submitted_at < {after_at:$T} OR task_id <= {after:String}))"
+    " AND (submitted_at < {after_at:$T} OR task_id <= {after:String})"
 )
 # The cursor's place: its task's first submission in the range (the `by_task`
 # projection holds every column this reads: one granule).
@@ -261,17 +265,32 @@ def task_list_entries(
         sql = _sql(
             _PAGE,
             after=_AFTER if after is not None else "",
-            listed=_LISTED if after is not None else "0",
             limit="" if fetch is None else "LIMIT {limit:UInt64}",
             submissions=_name(database, SUBMISSIONS),
         )
         if fetch is not None:
             params["limit"] = fetch
         rows = run_query(client, sql, params)
-        entries = [(utc(at), task_id) for task_id, at, listed in rows if not listed]
+        seen = _listed_before(client, database, params, rows) if after is not None else set()
+        entries: list[ListEntry] = []
+        for task_id, at in rows:
+            if task_id not in seen:
+                entries.append((utc(at), task_id))
+            seen.add(task_id)
         if fetch is None or len(rows) < fetch or len(entries) >= limit:  # type: ignore[operator]
             return entries[:limit]
-        fetch += len(rows) - len(entries)  # tasks listed before the cursor: read on
+        fetch += max(limit - len(entries), 1)  # type: ignore[operator]  # rows dropped: read on
+
+
+def _listed_before(
+    client: Client, database: str, params: dict[str, Any], rows: Sequence[Sequence[Any]]
+) -> set[str]:
+    """The tasks of a page's `rows` that have a submission at or before its cursor."""
+    if not rows:
+        return set()
+    sql = _sql(_LISTED, submissions=_name(database, SUBMISSIONS))
+    ids = sorted({row[0] for row in rows})
+    return {row[0] for row in run_query(client, sql, {**params, "ids": ids})}
 
 
 def list_position(
