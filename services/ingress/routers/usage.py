@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.ingress.auth import Context, NodeAuth, WorkspaceAuth
@@ -86,6 +87,7 @@ def _store(context: IngressContext) -> TaskStore:
     "/user/usage",
     tags=["NGPU API"],
     response_model=WorkspaceUsage,
+    response_class=JSONResponse,  # documents the model (the answer is ours, orjson)
     openapi_extra=_docs(),
 )
 async def workspace_usage(
@@ -116,7 +118,10 @@ async def workspace_usage(
     return JsonResponse(body, status_code=http_status(DONE))
 
 
-@router.get("/v1/nodes/{node_id}/usage", tags=["nodes"], response_model=NodeUsage)
+@router.get(
+    "/v1/nodes/{node_id}/usage", tags=["nodes"], response_model=NodeUsage,
+    response_class=JSONResponse,
+)  # fmt: skip
 async def node_usage(
     node: NodeAuth,
     context: Context,
