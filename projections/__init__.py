@@ -22,6 +22,7 @@ from projections.queries import (
     ListEntry,
     event_count,
     list_position,
+    node_usage,
     queue_delay,
     recent_failures,
     recent_tasks,
@@ -31,12 +32,23 @@ from projections.queries import (
     task_list_entries,
     task_status,
     usage,
+    usage_raw,
 )
 from projections.rows import DispatchRow, EventRow, OutcomeRow, RequeueRow, Row, SubmissionRow
-from projections.schema import DERIVED, TABLES, Table, body_retention, create_schema, drop_schema
+from projections.schema import (
+    DERIVED,
+    ROLLUPS,
+    TABLES,
+    Table,
+    body_retention,
+    create_schema,
+    drop_schema,
+    rollup_ready,
+)
 from projections.store import connect
 from projections.views import (
     DelayBucket,
+    NodeUsageRow,
     TaskDetail,
     TaskFailure,
     TaskState,
@@ -49,6 +61,7 @@ from projections.writer import ProjectionWriter
 __all__ = [
     "DERIVED",
     "GROUP",
+    "ROLLUPS",
     "TABLES",
     "DelayBucket",
     "DispatchRow",
@@ -57,6 +70,7 @@ __all__ = [
     "InvalidName",
     "InvalidQuery",
     "ListEntry",
+    "NodeUsageRow",
     "OutcomeRow",
     "ProjectionError",
     "ProjectionWriter",
@@ -82,10 +96,12 @@ __all__ = [
     "drop_schema",
     "event_count",
     "list_position",
+    "node_usage",
     "queue_delay",
     "rebuild_from_archive",
     "recent_failures",
     "recent_tasks",
+    "rollup_ready",
     "rows_for",
     "split_archived_bodies",
     "task_count",
@@ -94,4 +110,5 @@ __all__ = [
     "task_list_entries",
     "task_status",
     "usage",
+    "usage_raw",
 ]

@@ -22,7 +22,7 @@ from clickhouse_connect.driver.client import Client
 
 from events import EVENT_TYPES, Envelope, EventDecodeError, decode
 from projections.apply import FACT_TYPES, body_field, join_body, raw_row
-from projections.schema import DERIVED, EVENTS, body_retention, drop_schema
+from projections.schema import DERIVED, EVENTS, ROLLUPS, body_retention, drop_schema
 from projections.store import identifier, run_command, run_insert, run_query
 from projections.writer import ProjectionWriter
 
@@ -76,7 +76,8 @@ def archived_history(client: Client, database: str, topic: str, key: str) -> lis
 
 
 def rebuild_from_archive(client: Client, database: str, *, batch_size: int = 10_000) -> int:
-    """Drop the derived tables of `database` and fill them again from its archive alone,
+    """Drop the derived tables of `database` (the usage ledger and rollup included) and
+    fill them again from its archive alone,
     `batch_size` events at a time. The archive is left as it is, and the recreated tables
     get the body retention it has. Returns how many archived events that yield derived
     rows (task events) were read, each once (undecodable rows are logged and skipped).
@@ -85,7 +86,7 @@ def rebuild_from_archive(client: Client, database: str, *, batch_size: int = 10_
     writer = ProjectionWriter(
         client, database, body_retention_days=body_retention(client, database)
     )
-    drop_schema(client, writer.database, DERIVED)
+    drop_schema(client, writer.database, (*DERIVED, *ROLLUPS))
     writer.ensure_schema()
     read = 0
     pages = _pages(

@@ -13,7 +13,7 @@ store fails.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from string import Template
 from typing import Any, Literal, TypeVar
 
@@ -22,10 +22,21 @@ from clickhouse_connect.driver.client import Client
 from projections.apply import utc
 from projections.errors import InvalidQuery, UnknownCursor
 from projections.rows import DispatchRow, OutcomeRow, RequeueRow, Row, SubmissionRow
-from projections.schema import DISPATCHES, EVENTS, OUTCOMES, REQUEUES, SUBMISSIONS, Table
+from projections.schema import (
+    DISPATCHES,
+    EVENTS,
+    LEDGER,
+    OUTCOMES,
+    REQUEUES,
+    SUBMISSIONS,
+    USAGE_DAILY,
+    Table,
+    rollup_ready,
+)
 from projections.store import identifier, run_query
 from projections.views import (
     DelayBucket,
+    NodeUsageRow,
     TaskDetail,
     TaskFailure,
     TaskState,
@@ -39,48 +50,120 @@ from projections.views import (
 GroupBy = Literal["workspace", "node", "gpu_type", "day", "revision"]
 """How `usage` groups: by workspace id, node id, GPU type or UTC day of the response."""
 
-_LIST = Template(
-    "SELECT task_id, min(submitted_at) AS at FROM $submissions"
-    " WHERE workspace_id = {ws:String}"
-    " AND submitted_at >= {start:DateTime64(6, 'UTC')}"
-    " AND submitted_at < {end:DateTime64(6, 'UTC')}"
-    " $and_task GROUP BY task_id $having ORDER BY at, task_id $limit"
+_T = "DateTime64(6, 'UTC')"
+_IN_RANGE = "workspace_id = {ws:String} AND submitted_at >= {start:$T} AND submitted_at < {end:$T}"
+# A page: the workspace's submissions in key order from the cursor on (one range of the
+# primary key, read in order and stopped at the limit: a plain `ORDER BY … LIMIT`, which
+# ClickHouse reads in blocks of the limit's size; a `LIMIT BY` in between would not
+# stop the read). A task is listed at its first row: copies of a row (replays) and
+# later submissions of a listed task are dropped as the rows are read
+# (`task_list_entries`), and so are the page's tasks with a row at or before the cursor
+# (`_LISTED`: listed already, on an earlier page).
+_PAGE = (
+    "SELECT task_id, submitted_at FROM $submissions"
+    " WHERE $in_range $after ORDER BY submitted_at, task_id $limit"
 )
-_CURSOR_HAVING = "HAVING (at, task_id) > ({after_at:DateTime64(6, 'UTC')}, {after:String})"
-_FIRST_ROW = Template(
-    "SELECT $columns FROM $table WHERE task_id = {task_id:String} ORDER BY $time, event_id LIMIT 1"
+_AFTER = (
+    " AND submitted_at >= {after_at:$T}"
+    " AND (submitted_at > {after_at:$T} OR task_id > {after:String})"
 )
-_ALL_ROWS = Template(
-    "SELECT $columns FROM $table WHERE task_id = {task_id:String} LIMIT 1 BY event_id"
+# Which of a page's tasks have a row at or before the cursor: a task submitted twice
+# (two events, two times). Looked up by id in the `by_task` projection: as many
+# granules as the page's tasks span, at most.
+_LISTED = (
+    "SELECT DISTINCT task_id FROM $submissions WHERE task_id IN {ids:Array(String)}"
+    " AND $in_range AND submitted_at <= {after_at:$T}"
+    " AND (submitted_at < {after_at:$T} OR task_id <= {after:String})"
 )
-_WORKSPACE_OF = Template(
-    "SELECT argMin(workspace_id, (submitted_at, event_id)) FROM $submissions"
-    " WHERE task_id = {task_id:String} GROUP BY task_id"
+# The cursor's place: its task's first submission in the range (the `by_task`
+# projection holds every column this reads: one granule).
+_POSITION = (
+    "SELECT min(submitted_at) FROM $submissions WHERE task_id = {after:String}"
+    " AND $in_range GROUP BY task_id"
 )
-# Inner: tasks with a completion in range, each reduced to its first terminal event
-# (the sort key makes that the first row of the task); outer: keep those completions.
-_USAGE = Template(
-    "SELECT $key AS key, count() AS tasks, sum(gpu_us) / 1000000 AS gpu_seconds"
+# Everything a task's detail needs, in one round trip (each query's overhead in chdb is
+# about a millisecond): its first submission — found by id in the `by_task` projection,
+# then read by the table's own key —, its first terminal event, its dispatches and
+# requeues (each event once; sorted by task id: one range each).
+_FACTS = (
+    "SELECT (SELECT groupArray(($submission_columns)) FROM (SELECT $submission_columns"
+    "  FROM $submissions WHERE task_id = {task_id:String}"
+    "  AND (workspace_id, submitted_at, task_id) IN (SELECT workspace_id, submitted_at, task_id"
+    "   FROM $submissions WHERE task_id = {task_id:String})"
+    "  ORDER BY submitted_at, event_id LIMIT 1)),"
+    " (SELECT groupArray(($outcome_columns)) FROM (SELECT $outcome_columns FROM $outcomes"
+    "  WHERE task_id = {task_id:String} ORDER BY occurred_at, event_id LIMIT 1)),"
+    " (SELECT groupArray(($dispatch_columns)) FROM (SELECT $dispatch_columns FROM $dispatches"
+    "  WHERE task_id = {task_id:String} LIMIT 1 BY event_id)),"
+    " (SELECT groupArray(($requeue_columns)) FROM (SELECT $requeue_columns FROM $requeues"
+    "  WHERE task_id = {task_id:String} LIMIT 1 BY event_id))"
+)
+# A status needs the submission's workspace only: the projection answers it alone.
+_WORKSPACE_COLUMN = "argMin(workspace_id, (submitted_at, event_id))"
+_STATUS_FACTS = (
+    "SELECT (SELECT groupArray(ws) FROM (SELECT $workspace AS ws FROM $submissions"
+    "  WHERE task_id = {task_id:String} GROUP BY task_id)),"
+    " (SELECT groupArray(($outcome_columns)) FROM (SELECT $outcome_columns FROM $outcomes"
+    "  WHERE task_id = {task_id:String} ORDER BY occurred_at, event_id LIMIT 1)),"
+    " (SELECT groupArray(($dispatch_columns)) FROM (SELECT $dispatch_columns FROM $dispatches"
+    "  WHERE task_id = {task_id:String} LIMIT 1 BY event_id)),"
+    " (SELECT groupArray(($requeue_columns)) FROM (SELECT $requeue_columns FROM $requeues"
+    "  WHERE task_id = {task_id:String} LIMIT 1 BY event_id))"
+)
+# The reference answer, from the outcomes alone (each task's first terminal event, kept
+# when it is a completion in range): what the rollup must equal. Inner: tasks with a
+# completion in range, each reduced to its first terminal event (the sort key makes that
+# the first row of the task); outer: keep those completions.
+_USAGE_RAW = Template(
+    "SELECT $keys, count() AS tasks, sum(gpu_us) / 1000000 AS gpu_seconds"
     " FROM (SELECT kind, workspace_id, node_id, gpu_type, ended_at, gpu_us, revision"
     "  FROM $outcomes"
     "  WHERE task_id IN (SELECT task_id FROM $outcomes WHERE $completed)"
     "  ORDER BY task_id, occurred_at, event_id LIMIT 1 BY task_id)"
-    " WHERE $completed GROUP BY key ORDER BY key"
+    " WHERE $completed GROUP BY $names ORDER BY $names"
 )
 _COMPLETED = (
     "kind = 'completed' AND ended_at >= {start:DateTime64(6, 'UTC')}"
     " AND ended_at < {end:DateTime64(6, 'UTC')}"
 )
-_GROUP_KEYS: dict[str, str] = {
-    "workspace": "workspace_id",
-    "node": "node_id",
-    "gpu_type": "gpu_type",
-    "day": "toString(toDate(ended_at))",
-    "revision": "concat(workspace_id, '@', toString(revision))",
+# The rollup over the window's whole UTC days, and the ledger (by response time, its
+# `by_end` projection) over the partial days at either end; keys whose count is back to
+# zero (a completion superseded) are no keys.
+_USAGE = Template(
+    "SELECT $names, sum(t) AS tasks, sum(g) / 1000000 AS gpu_seconds FROM ("
+    " SELECT $rollup_keys, tasks AS t, gpu_us AS g FROM $rollup"
+    "  WHERE day >= {first_day:Date32} AND day < {end_day:Date32} $filters"
+    " UNION ALL"
+    " SELECT $ledger_keys, delta AS t, delta * gpu_us AS g FROM $ledger"
+    "  WHERE (ended_at >= {start:$T} AND ended_at < {head_end:$T}"
+    "   OR ended_at >= {tail_start:$T} AND ended_at < {end:$T}) $filters"
+    ") GROUP BY $names HAVING tasks > 0 ORDER BY $names"
+)
+_DAY_OF_END = "toString(toDate(ended_at))"
+# Each grouping as (expression over the outcomes and the ledger, over the rollup).
+_GROUP_KEYS: dict[str, tuple[str, str]] = {
+    "workspace": ("workspace_id", "workspace_id"),
+    "node": ("node_id", "node_id"),
+    "gpu_type": ("gpu_type", "gpu_type"),
+    "day": (_DAY_OF_END, "toString(day)"),
+    "revision": ("concat(workspace_id, '@', toString(revision))",) * 2,
+}
+# Groupings for the node's own view (`node_usage`): a workspace and its revision apart.
+_PART_KEYS: dict[str, tuple[str, str]] = {
+    "day": _GROUP_KEYS["day"],
+    "workspace_id": ("workspace_id", "workspace_id"),
+    "revision_number": ("revision", "revision"),
 }
 _COUNT = Template("SELECT uniqExact($column) FROM $table")
-_IN_RANGE = (
+TASK_LIFE_BOUND = timedelta(days=8)
+"""Longer than any task lives: a TTL of at most a day, then at most three attempts of at
+most a day each, with their waits. A task id starts with its submission time
+(`YYYYMMDD_HH_MM_SS`), so the operator's reads by submission, dispatch or end time also
+bound `task_id` (the sort key of the per-task tables, and of `by_task`): each reads the
+tasks of its window and of this bound before it, never the whole history."""
+_SUBMITTED_IN_RANGE = (
     "submitted_at >= {start:DateTime64(6, 'UTC')} AND submitted_at < {end:DateTime64(6, 'UTC')}"
+    " AND task_id >= {since_id:String}"
 )
 # The submissions in range (one row per task, its first submission), each joined to its
 # winning outcome, its latest dispatch and its latest requeue (by attempt, then time);
@@ -123,7 +206,7 @@ _FAILURES = Template(
 )
 _FAILED = (
     "kind IN ('failed', 'expired') AND ended_at >= {start:DateTime64(6, 'UTC')}"
-    " AND ended_at < {end:DateTime64(6, 'UTC')}"
+    " AND ended_at < {end:DateTime64(6, 'UTC')} AND task_id >= {since_id:String}"
 )
 # Each task's first dispatch (attempt 1) in range, and its first submission: the wait
 # between them, bucketed by the dispatch's time.
@@ -141,8 +224,13 @@ _DELAY = Template(
 )
 _FIRST_DISPATCH = (
     "attempt = 1 AND dispatched_at >= {start:DateTime64(6, 'UTC')}"
-    " AND dispatched_at < {end:DateTime64(6, 'UTC')}"
+    " AND dispatched_at < {end:DateTime64(6, 'UTC')} AND task_id >= {since_id:String}"
 )
+
+
+def _id_prefix(moment: datetime) -> str:
+    """The smallest task id issued at `moment` or later (ids start with their time)."""
+    return f"{utc(moment):%Y%m%d_%H_%M_%S}"
 
 _R = TypeVar("_R", bound=Row)
 
@@ -151,16 +239,56 @@ def _name(database: str, table: Table) -> str:
     return f"{identifier(database)}.{identifier(table.name)}"
 
 
-def _load(row_type: type[_R], table: Table, values: Sequence[Any]) -> _R:
-    """A row value from a result row selected as `table.columns` (times made aware)."""
+def _load(
+    row_type: type[_R],
+    table: Table,
+    values: Sequence[Any],
+    columns: Sequence[str] | None = None,
+) -> _R:
+    """A row value from a result row selected as `columns` (default: all the table's),
+    times made aware; a column not selected holds its type's empty value."""
     fields: dict[str, Any] = {}
-    for column, value in zip(table.columns, values, strict=True):
+    for column, value in zip(columns or table.columns, values, strict=True):
         if isinstance(value, datetime):
             value = utc(value)
         elif isinstance(value, list):
             value = tuple(value)
         fields[column] = value
+    for column in table.columns:
+        if column not in fields:
+            fields[column] = _empty(table.types[column])
     return row_type(**fields)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _empty(kind: str) -> Any:
+    """The value a row holds for a column of ClickHouse type `kind` it was not read."""
+    if kind.startswith("Nullable"):
+        return None
+    if kind.startswith("Array"):
+        return ()
+    if kind.startswith(("Int", "UInt")):
+        return 0
+    if kind.startswith("Float"):
+        return 0.0
+    if kind.startswith("DateTime"):
+        return _EPOCH
+    return ""
+
+
+# What the views read of each fact (`build_detail`, `build_status`, `state_of`,
+# `serving_node`): a point lookup reads a whole granule of every column it selects, so
+# it selects these only.
+_DETAIL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "submission": ("task_id", "workspace_id", "submitted_at", "seq", "userkey", "btc_address",
+                   "method", "request_url", "user_ip", "request_body"),
+    "outcome": ("kind", "attempt", "node_id", "node_ip", "node_address", "status_code",
+                "response_body", "body_encoding", "ended_at", "gpu_us", "code", "reason"),
+    "dispatch": ("event_id", "attempt", "dispatched_at", "node_id", "node_ip", "node_address"),
+    "requeue": ("attempt", "requeued_at"),
+}  # fmt: skip
 
 
 ListEntry = tuple[datetime, str]
@@ -204,19 +332,45 @@ def task_list_entries(
     after: ListEntry | None = None,
 ) -> list[ListEntry]:
     """Like `task_list`, as (submission time, task id) pairs, resuming strictly after the
-    list position `after` (which need not be a task of this store)."""
+    list position `after` (which need not be a task of this store). With a limit, the
+    page is one range of the primary key read in order and stopped there: its cost
+    does not grow with the workspace's history."""
     if limit is not None and limit < 0:
         raise InvalidQuery(f"limit must be >= 0, got {limit}")
     params: dict[str, Any] = {"ws": workspace_id, "start": utc(start), "end": utc(end)}
-    holes = {"submissions": _name(database, SUBMISSIONS), "and_task": "", "having": ""}
-    holes["limit"] = "" if limit is None else "LIMIT {limit:UInt64}"
-    if limit is not None:
-        params["limit"] = limit
     if after is not None:
         params["after_at"], params["after"] = utc(after[0]), after[1]
-        holes["having"] = _CURSOR_HAVING
-    rows = run_query(client, _LIST.substitute(holes), params)
-    return [(utc(at), task_id) for task_id, at in rows]
+    fetch = limit
+    while True:
+        sql = _sql(
+            _PAGE,
+            after=_AFTER if after is not None else "",
+            limit="" if fetch is None else "LIMIT {limit:UInt64}",
+            submissions=_name(database, SUBMISSIONS),
+        )
+        if fetch is not None:
+            params["limit"] = fetch
+        rows = run_query(client, sql, params)
+        seen = _listed_before(client, database, params, rows) if after is not None else set()
+        entries: list[ListEntry] = []
+        for task_id, at in rows:
+            if task_id not in seen:
+                entries.append((utc(at), task_id))
+            seen.add(task_id)
+        if fetch is None or len(rows) < fetch or len(entries) >= limit:  # type: ignore[operator]
+            return entries[:limit]
+        fetch += max(limit - len(entries), 1)  # type: ignore[operator]  # rows dropped: read on
+
+
+def _listed_before(
+    client: Client, database: str, params: dict[str, Any], rows: Sequence[Sequence[Any]]
+) -> set[str]:
+    """The tasks of a page's `rows` that have a submission at or before its cursor."""
+    if not rows:
+        return set()
+    sql = _sql(_LISTED, submissions=_name(database, SUBMISSIONS))
+    ids = sorted({row[0] for row in rows})
+    return {row[0] for row in run_query(client, sql, {**params, "ids": ids})}
 
 
 def list_position(
@@ -224,58 +378,64 @@ def list_position(
 ) -> datetime | None:
     """The list time of `task_id` in `workspace_id`'s list of [start, end), or None when
     it is not a task of that list."""
-    holes = {"submissions": _name(database, SUBMISSIONS), "having": "", "limit": "",
-             "and_task": "AND task_id = {after:String}"}  # fmt: skip
+    sql = _sql(_POSITION, submissions=_name(database, SUBMISSIONS))
     params = {"ws": workspace_id, "start": utc(start), "end": utc(end), "after": task_id}
-    rows = run_query(client, _LIST.substitute(holes), params)
-    return utc(rows[0][1]) if rows else None
+    rows = run_query(client, sql, params)
+    return utc(rows[0][0]) if rows else None
 
 
 def task_detail(client: Client, database: str, task_id: str) -> TaskDetail | None:
     """The detail of `task_id` (every `taskInfo` field), or None if it was never
-    submitted. The first submission and the first terminal event win."""
-    submission = _first(client, database, SUBMISSIONS, SubmissionRow, task_id, "submitted_at")
-    if submission is None:
+    submitted. The first submission and the first terminal event win. One query."""
+    sql = _sql(_FACTS, **_fact_holes(database))
+    submissions, outcomes, dispatches, requeues = run_query(client, sql, {"task_id": task_id})[0]
+    if not submissions:
         return None
-    outcome = _first(client, database, OUTCOMES, OutcomeRow, task_id, "occurred_at")
-    dispatches, requeues = _attempts(client, database, task_id, requeues_too=outcome is None)
-    return build_detail(submission, outcome, dispatches, requeues)
+    read = _DETAIL_COLUMNS
+    submission = _load(SubmissionRow, SUBMISSIONS, submissions[0], read["submission"])
+    outcome = _load(OutcomeRow, OUTCOMES, outcomes[0], read["outcome"]) if outcomes else None
+    return build_detail(submission, outcome, *_attempts(dispatches, requeues, outcome))
 
 
 def task_status(client: Client, database: str, task_id: str) -> TaskStatus | None:
-    """The state and result of `task_id`, or None if it was never submitted."""
-    sql = _WORKSPACE_OF.substitute(submissions=_name(database, SUBMISSIONS))
-    rows = run_query(client, sql, {"task_id": task_id})
-    if not rows:
+    """The state and result of `task_id`, or None if it was never submitted. One query."""
+    sql = _sql(_STATUS_FACTS, workspace=_WORKSPACE_COLUMN, **_fact_holes(database))
+    workspaces, outcomes, dispatches, requeues = run_query(client, sql, {"task_id": task_id})[0]
+    if not workspaces:
         return None
-    outcome = _first(client, database, OUTCOMES, OutcomeRow, task_id, "occurred_at")
-    dispatches, requeues = _attempts(client, database, task_id, requeues_too=outcome is None)
-    return build_status(task_id, rows[0][0], outcome, dispatches, requeues)
+    read = _DETAIL_COLUMNS
+    outcome = _load(OutcomeRow, OUTCOMES, outcomes[0], read["outcome"]) if outcomes else None
+    return build_status(task_id, workspaces[0], outcome, *_attempts(dispatches, requeues, outcome))
 
 
-def _first(
-    client: Client, database: str, table: Table, row_type: type[_R], task_id: str, time: str
-) -> _R | None:
-    """The task's earliest row of `table` by (`time`, event_id)."""
-    sql = _FIRST_ROW.substitute(
-        columns=", ".join(table.columns), table=_name(database, table), time=time
-    )
-    rows = run_query(client, sql, {"task_id": task_id})
-    return _load(row_type, table, rows[0]) if rows else None
+def _sql(template: str, **holes: str) -> str:
+    """`template` with its `$` holes filled: first the fragments (which may hold holes
+    themselves), then the names and the time type."""
+    fragments = Template(template).safe_substitute(holes, in_range=_IN_RANGE)
+    fragments = Template(fragments).safe_substitute(holes, in_range=_IN_RANGE)
+    return Template(fragments).substitute(holes, T=_T)
+
+
+def _fact_holes(database: str) -> dict[str, str]:
+    return {
+        "submissions": _name(database, SUBMISSIONS),
+        "outcomes": _name(database, OUTCOMES),
+        "dispatches": _name(database, DISPATCHES),
+        "requeues": _name(database, REQUEUES),
+        **{f"{fact}_columns": ", ".join(columns) for fact, columns in _DETAIL_COLUMNS.items()},
+    }
 
 
 def _attempts(
-    client: Client, database: str, task_id: str, *, requeues_too: bool
+    dispatches: Sequence[Any], requeues: Sequence[Any], outcome: OutcomeRow | None
 ) -> tuple[list[DispatchRow], list[RequeueRow]]:
-    dispatches = _all(client, database, DISPATCHES, DispatchRow, task_id)
-    requeues = _all(client, database, REQUEUES, RequeueRow, task_id) if requeues_too else []
-    return dispatches, requeues
-
-
-def _all(client: Client, database: str, table: Table, row_type: type[_R], task_id: str) -> list[_R]:
-    """The task's rows of `table`, each event once."""
-    sql = _ALL_ROWS.substitute(columns=", ".join(table.columns), table=_name(database, table))
-    return [_load(row_type, table, row) for row in run_query(client, sql, {"task_id": task_id})]
+    """The dispatch rows, and the requeue rows (needed only while the task has no
+    outcome)."""
+    read = _DETAIL_COLUMNS
+    loaded = [_load(DispatchRow, DISPATCHES, row, read["dispatch"]) for row in dispatches]
+    if outcome is not None:
+        return loaded, []
+    return loaded, [_load(RequeueRow, REQUEUES, row, read["requeue"]) for row in requeues]
 
 
 def usage(
@@ -285,21 +445,122 @@ def usage(
     start: datetime,
     end: datetime,
     workspace_id: str | None = None,
+    node_id: str | None = None,
 ) -> list[UsageRow]:
     """Completed tasks — their first terminal event is a `TaskCompleted` — whose response
-    time is in [start, end), optionally of one workspace, grouped by `group_by` (day as
-    "YYYY-MM-DD"), ordered by key: (key, tasks, GPU seconds)."""
+    time is in [start, end), optionally of one workspace and/or one node, grouped by
+    `group_by` (day as "YYYY-MM-DD"), ordered by key: (key, tasks, GPU seconds). Read
+    from the daily rollup (the ledger for partial days), which equals `usage_raw`; from
+    the outcomes (`usage_raw`) while a store that predates the rollup is not migrated."""
     key = _GROUP_KEYS.get(group_by)
     if key is None:
         raise InvalidQuery(f"group_by must be one of {sorted(_GROUP_KEYS)}, got {group_by!r}")
-    params: dict[str, Any] = {"start": utc(start), "end": utc(end)}
-    completed = _COMPLETED
+    if not rollup_ready(client, database):
+        return usage_raw(client, database, group_by, start, end, workspace_id, node_id)
+    rows = _usage(client, database, (key,), start, end, workspace_id, node_id)
+    return [UsageRow(str(k), int(n), float(s)) for k, n, s in rows]
+
+
+def usage_raw(
+    client: Client,
+    database: str,
+    group_by: GroupBy,
+    start: datetime,
+    end: datetime,
+    workspace_id: str | None = None,
+    node_id: str | None = None,
+) -> list[UsageRow]:
+    """`usage` computed from the outcomes alone, every task's terminal events read (its
+    cost grows with the tasks in the window): the reference the rollup is held to."""
+    key = _GROUP_KEYS.get(group_by)
+    if key is None:
+        raise InvalidQuery(f"group_by must be one of {sorted(_GROUP_KEYS)}, got {group_by!r}")
+    rows = _usage_from_outcomes(client, database, (key,), start, end, workspace_id, node_id)
+    return [UsageRow(str(k), int(n), float(s)) for k, n, s in rows]
+
+
+def node_usage(
+    client: Client, database: str, node_id: str, start: datetime, end: datetime
+) -> list[NodeUsageRow]:
+    """What `node_id` served: its completed tasks (as `usage` counts them) with response
+    times in [start, end), by UTC day, workspace and workspace revision, in that order."""
+    keys = (_PART_KEYS["day"], _PART_KEYS["workspace_id"], _PART_KEYS["revision_number"])
+    if rollup_ready(client, database):
+        rows = _usage(client, database, keys, start, end, None, node_id)
+    else:
+        rows = _usage_from_outcomes(client, database, keys, start, end, None, node_id)
+    return [NodeUsageRow(str(d), str(w), int(r), int(n), float(s)) for d, w, r, n, s in rows]
+
+
+def _filters(params: dict[str, Any], workspace_id: str | None, node_id: str | None) -> str:
+    where = ""
     if workspace_id is not None:
         params["ws"] = workspace_id
-        completed += " AND workspace_id = {ws:String}"
-    sql = _USAGE.substitute(key=key, outcomes=_name(database, OUTCOMES), completed=completed)
-    rows = run_query(client, sql, params)
-    return [UsageRow(str(k), int(n), float(s)) for k, n, s in rows]
+        where += " AND workspace_id = {ws:String}"
+    if node_id is not None:
+        params["node"] = node_id
+        where += " AND node_id = {node:String}"
+    return where
+
+
+def _usage_from_outcomes(
+    client: Client,
+    database: str,
+    keys: Sequence[tuple[str, str]],
+    start: datetime,
+    end: datetime,
+    workspace_id: str | None,
+    node_id: str | None,
+) -> Sequence[Sequence[Any]]:
+    params: dict[str, Any] = {"start": utc(start), "end": utc(end)}
+    completed = _COMPLETED + _filters(params, workspace_id, node_id)
+    names = [f"k{i}" for i in range(len(keys))]
+    sql = _USAGE_RAW.substitute(
+        keys=", ".join(f"{raw} AS {n}" for (raw, _), n in zip(keys, names, strict=True)),
+        names=", ".join(names),
+        outcomes=_name(database, OUTCOMES),
+        completed=completed,
+    )
+    return run_query(client, sql, params)
+
+
+def _usage(
+    client: Client,
+    database: str,
+    keys: Sequence[tuple[str, str]],
+    start: datetime,
+    end: datetime,
+    workspace_id: str | None,
+    node_id: str | None,
+) -> Sequence[Sequence[Any]]:
+    start, end = utc(start), utc(end)
+    first_day, end_day = _whole_days(start, end)
+    params: dict[str, Any] = {"start": start, "end": end, "first_day": first_day.date(),
+                              "end_day": end_day.date()}  # fmt: skip
+    if first_day < end_day:  # the partial days: [start, first_day) and [end_day, end)
+        params["head_end"], params["tail_start"] = first_day, end_day
+    else:  # no whole day: the ledger alone, over [start, end)
+        params["head_end"], params["tail_start"] = end, end
+    filters = _filters(params, workspace_id, node_id)
+    names = [f"k{i}" for i in range(len(keys))]
+    sql = _sql(
+        _USAGE.template,
+        names=", ".join(names),
+        rollup_keys=", ".join(f"{r} AS {n}" for (_, r), n in zip(keys, names, strict=True)),
+        ledger_keys=", ".join(f"{raw} AS {n}" for (raw, _), n in zip(keys, names, strict=True)),
+        rollup=_name(database, USAGE_DAILY),
+        ledger=_name(database, LEDGER),
+        filters=filters,
+    )
+    return run_query(client, sql, params)
+
+
+def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The first UTC midnight at or after `start` and the last at or before `end`."""
+    first = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(days=1)
+    return first, end.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def event_count(client: Client, database: str) -> int:
@@ -330,7 +591,8 @@ def recent_tasks(
     if limit < 0:
         raise InvalidQuery(f"limit must be >= 0, got {limit}")
     params: dict[str, Any] = {"start": utc(start), "end": utc(end), "limit": limit}
-    in_range = _IN_RANGE
+    in_range = _SUBMITTED_IN_RANGE
+    params["since_id"] = _id_prefix(start - timedelta(minutes=1))  # clocks of ingresses
     if workspace_id is not None:
         params["ws"] = workspace_id
         in_range += " AND workspace_id = {ws:String}"
@@ -380,7 +642,8 @@ def recent_failures(
     first."""
     if per_workspace < 0:
         raise InvalidQuery(f"per_workspace must be >= 0, got {per_workspace}")
-    params = {"start": utc(start), "end": utc(end), "per": per_workspace}
+    params = {"start": utc(start), "end": utc(end), "per": per_workspace,
+              "since_id": _id_prefix(start - TASK_LIFE_BOUND)}  # fmt: skip
     sql = _FAILURES.substitute(outcomes=_name(database, OUTCOMES), failed=_FAILED)
     return [
         TaskFailure(task_id, ws, kind, utc(ended_at), node_id, int(status), code, reason)
@@ -408,7 +671,8 @@ def queue_delay(
     counted."""
     if bucket_s < 1:
         raise InvalidQuery(f"bucket_s must be >= 1, got {bucket_s}")
-    params: dict[str, Any] = {"start": utc(start), "end": utc(end), "bucket": bucket_s}
+    params: dict[str, Any] = {"start": utc(start), "end": utc(end), "bucket": bucket_s,
+                              "since_id": _id_prefix(start - TASK_LIFE_BOUND)}  # fmt: skip
     and_ws = ""
     if workspace_id is not None:
         params["ws"] = workspace_id

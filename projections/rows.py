@@ -8,7 +8,7 @@ from. Times are timezone-aware UTC.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 OutcomeKind = Literal["completed", "failed", "cancelled", "expired"]
@@ -139,5 +139,41 @@ class OutcomeRow:
     """The workspace revision that answered (a completion's; 0: not recorded)."""
 
 
-Row = EventRow | SubmissionRow | DispatchRow | RequeueRow | OutcomeRow
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """An entry of the usage ledger: `delta` (+1 or -1, rarely more) times a completed
+    task's winning terminal event is counted in the usage rollups. The writer keeps, for
+    every task it writes a terminal event of, the sum of its entries per event equal to
+    one for the winner when it is a completion and to zero otherwise
+    (`projections.rollup.reconcile`); the rollup adds up the entries, so it counts each
+    completed task once whatever was replayed or superseded. The other fields are the
+    winner's, as in its `OutcomeRow`."""
+
+    task_id: str
+    event_id: str
+    delta: int
+    ended_at: datetime
+    workspace_id: str
+    node_id: str
+    gpu_type: str
+    revision: int
+    gpu_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRow:
+    """A row of the daily usage rollup (filled by a materialized view over the ledger,
+    never by the writer): completed tasks and GPU microseconds of one UTC day (of the
+    response time), workspace, node, GPU type and workspace revision."""
+
+    day: date
+    workspace_id: str
+    node_id: str
+    gpu_type: str
+    revision: int
+    tasks: int
+    gpu_us: int
+
+
+Row = EventRow | SubmissionRow | DispatchRow | RequeueRow | OutcomeRow | LedgerRow | RollupRow
 """A row of any projection table."""

@@ -1,8 +1,9 @@
 """The projection tables and their DDL. Everything lives in one database per deployment
 (tests use one database per test). `create_schema` is idempotent.
 
-Tables (all `ReplacingMergeTree`, so a replayed event — same `event_id` — collapses into
-one copy on merge; every query is written to be right before merges too):
+Tables (`ReplacingMergeTree` but for the usage ledger and rollup, so a replayed event —
+same `event_id` — collapses into one copy on merge; every query is written to be right
+before merges too), each sorted by the key its reads look rows up by:
 
 - `events`, the archive: every event of every history topic, raw: the envelope's fields,
   `payload`, the codec's wire document of the event with its body blank, and `body`
@@ -11,16 +12,24 @@ one copy on merge; every query is written to be right before merges too):
   tables are derived from it and can be rebuilt from it alone.
 - `task_submissions`: one row per `TaskSubmitted` with all of its fields;
   `submitted_at` is the request time. Sorted by (workspace_id, submitted_at, task_id,
-  event_id) so a workspace's task list over a time range is one range of the primary
-  key, read in order; a bloom filter on `task_id` serves the point lookups of details.
+  event_id) so a workspace's task list over a time range, and a page of it after a
+  cursor, is one range of the primary key, read in order and stopped at the page's end.
+  Its projection `by_task` (task_id, workspace_id, submitted_at, event_id sorted by
+  task_id) finds a task by id in one granule: details, statuses and cursors look the
+  task's place up there, then read its row by the table's own key.
 - `task_dispatches`: one row per `TaskDispatched` (attempt, node id/ip/address).
 - `task_requeues`: retryable `TaskFailed` and `TaskRetried`, only to tell a queued task
   from a running one.
 - `task_outcomes`: one row per terminal event (`TaskCompleted`, non-retryable
   `TaskFailed`, `TaskCancelled`, `TaskExpired`) with status, response, timings, GPU time,
   node and reason. A task may have several; every query takes the first by
-  (occurred_at, event_id) — the first terminal event wins. A minmax index on `ended_at`
-  lets usage over a time range skip granules.
+  (occurred_at, event_id) — the first terminal event wins.
+- `usage_ledger` (plain `MergeTree`, sorted by task id, with a projection `by_end`
+  sorted by response time) and `usage_daily` (`SummingMergeTree` sorted by (day,
+  workspace, node, GPU type, revision)), filled by the materialized view
+  `usage_daily_mv` on every insert into the ledger: usage pre-aggregated at write time,
+  each completed task counted once (`projections.rollup`). Usage reads the rollup for
+  whole UTC days and the ledger by response time for partial days.
 
 The per-task tables are sorted by task_id first, so a task's rows are one range, and
 end with event_id, so duplicates of one event share the whole key. `task_outcomes` is
@@ -28,7 +37,11 @@ sorted by (task_id, occurred_at, event_id): each task's winner is its first row,
 `LIMIT 1 BY task_id` reads in key order without aggregating.
 
 Rows carry `event_id` and `schema_version`. `create_schema` runs at every start: it adds
-the columns a table lacks (a table created by an older version) and sets the body TTL.
+the columns, skip indexes and projections a table lacks (a table created by an older
+version; a projection is built for the existing rows by a background mutation, so the
+start does not wait for it), fills the usage ledger of a store that predates it from its
+outcomes (one `INSERT … SELECT`, once: the ledger's comment marks it done) and sets the
+body TTL.
 Bodies (`events.body`, `task_submissions.request_body`, `task_outcomes.response_body`)
 may age out: with a retention of N days, a column TTL replaces a body with "" once its
 row's event is N days old (ClickHouse applies it when it merges parts). Other changes
@@ -39,16 +52,32 @@ of the derived tables' DDL are not migrated: drop them and rebuild them from `ev
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from string import Template
 
 from clickhouse_connect.driver.client import Client
 
-from projections.rows import DispatchRow, EventRow, OutcomeRow, RequeueRow, Row, SubmissionRow
+from projections.rows import (
+    DispatchRow,
+    EventRow,
+    LedgerRow,
+    OutcomeRow,
+    RequeueRow,
+    RollupRow,
+    Row,
+    SubmissionRow,
+)
 from projections.store import identifier, run_command, run_query
 
 _TIME = "DateTime64(6, 'UTC')"
+BY_TASK = "by_task"
+"""The projection of `task_submissions` sorted by task id."""
+BY_END = "by_end"
+"""The projection of `usage_ledger` sorted by response time."""
+_REBUILD_PROJECTIONS = "deduplicate_merge_projection_mode = 'rebuild'"
 _ENVELOPE = {"event_id": "String", "schema_version": "UInt32"}
 _TASK = {"task_id": "String", "workspace_id": "String", "attempt": "Int64", **_ENVELOPE}
 
@@ -66,6 +95,11 @@ class Table:
     indexes: tuple[str, ...] = ()
     body: str | None = None
     body_time: str = "occurred_at"
+    engine: str = "ReplacingMergeTree"
+    projections: tuple[str, ...] = ()
+    """`name (SELECT … ORDER BY …)`: another sort order of (some of) the columns, kept by
+    ClickHouse beside the table's own and chosen by the optimizer when it reads less."""
+    settings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         untyped = [c for c in self.columns if c not in self.types]
@@ -89,10 +123,13 @@ class Table:
         """The `CREATE TABLE IF NOT EXISTS` statement in `database`."""
         lines = [f"`{c}` {self.types[c]}" for c in self.columns]
         lines += [f"INDEX {index}" for index in self.indexes]
+        lines += [f"PROJECTION {projection}" for projection in self.projections]
         body = ",\n    ".join(lines)
+        settings = f" SETTINGS {', '.join(self.settings)}" if self.settings else ""
         return (
             f"CREATE TABLE IF NOT EXISTS {identifier(database)}.{identifier(self.name)} (\n"
-            f"    {body}\n) ENGINE = ReplacingMergeTree ORDER BY ({', '.join(self.order_by)})"
+            f"    {body}\n) ENGINE = {self.engine} ORDER BY ({', '.join(self.order_by)})"
+            f"{settings}"
         )
 
 
@@ -140,9 +177,16 @@ SUBMISSIONS = Table(
         "ttl_s": "Float64",
     },
     order_by=("workspace_id", "submitted_at", "task_id", "event_id"),
-    indexes=("task_id_bloom task_id TYPE bloom_filter GRANULARITY 1",),
     body="request_body",
     body_time="submitted_at",
+    # A task's place by its id, one granule of a second sort order: the details, statuses
+    # and cursors find the task's row there, then read it by the table's own key.
+    projections=(
+        f"{BY_TASK} (SELECT task_id, workspace_id, submitted_at, event_id ORDER BY task_id)",
+    ),
+    # A merge that collapses replayed rows rebuilds the projection's part (ClickHouse
+    # refuses projections on a ReplacingMergeTree without saying what to do then).
+    settings=(_REBUILD_PROJECTIONS,),
 )
 DISPATCHES = Table(
     "task_dispatches",
@@ -201,6 +245,63 @@ OUTCOMES = Table(
     body="response_body",
 )
 
+LEDGER = Table(
+    "usage_ledger",
+    LedgerRow,
+    {
+        "task_id": "String",
+        "event_id": "String",
+        "delta": "Int64",
+        "ended_at": _TIME,
+        "workspace_id": "String",
+        "node_id": "String",
+        "gpu_type": "LowCardinality(String)",
+        "revision": "Int64",
+        "gpu_us": "Int64",
+    },
+    order_by=("task_id", "event_id"),
+    # Plain MergeTree: entries are never collapsed, so the sum of a task's entries is what
+    # the rollup counted for it, duplicates included (the writer corrects those).
+    engine="MergeTree",
+    # Usage over a window that does not start and end at midnight (UTC) adds the entries
+    # of its partial days, read by response time.
+    projections=(f"{BY_END} (SELECT * ORDER BY ended_at)",),
+)
+USAGE_DAILY = Table(
+    "usage_daily",
+    RollupRow,
+    {
+        "day": "Date",
+        "workspace_id": "String",
+        "node_id": "String",
+        "gpu_type": "LowCardinality(String)",
+        "revision": "Int64",
+        "tasks": "Int64",
+        "gpu_us": "Int64",
+    },
+    order_by=("day", "workspace_id", "node_id", "gpu_type", "revision"),
+    engine="SummingMergeTree",
+)
+USAGE_VIEW = "usage_daily_mv"
+"""The materialized view that adds each insert into the ledger to the daily rollup."""
+_USAGE_VIEW_DDL = Template(
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS $db.$view TO $db.$rollup AS"
+    " SELECT toDate(ended_at) AS day, workspace_id, node_id, gpu_type, revision,"
+    " sum(delta) AS tasks, sum(delta * gpu_us) AS gpu_us FROM $db.$ledger"
+    " GROUP BY day, workspace_id, node_id, gpu_type, revision"
+)
+LEDGER_FILLED = "filled"
+"""The ledger's table comment once it holds every task's winner (`_fill_ledger`)."""
+# One entry per task whose first terminal event is a completion.
+_FILL_LEDGER = Template(
+    "INSERT INTO $db.$ledger (task_id, event_id, delta, ended_at, workspace_id, node_id,"
+    " gpu_type, revision, gpu_us)"
+    " SELECT task_id, event_id, 1, ended_at, workspace_id, node_id, gpu_type, revision, gpu_us"
+    " FROM (SELECT task_id, event_id, kind, ended_at, workspace_id, node_id, gpu_type,"
+    "  revision, gpu_us FROM $db.$outcomes ORDER BY task_id, occurred_at, event_id"
+    "  LIMIT 1 BY task_id) WHERE kind = 'completed'"
+)
+
 TABLES: tuple[Table, ...] = (EVENTS, SUBMISSIONS, DISPATCHES, REQUEUES, OUTCOMES)
 """Every projection table."""
 DERIVED: tuple[Table, ...] = tuple(table for table in TABLES if table is not EVENTS)
@@ -209,28 +310,68 @@ TABLE_OF: Mapping[type[Row], Table] = {table.row: table for table in TABLES}
 """The table each row class goes to."""
 TABLE_NAMED: Mapping[str, Table] = {table.name: table for table in TABLES}
 """Every table by name."""
+ROLLUPS: tuple[Table, ...] = (LEDGER, USAGE_DAILY)
+"""The usage ledger and its rollup: derived too, but written by the writer's own reads
+(the ledger) and a materialized view (the rollup), not from an event's rows alone."""
+ALL_TABLES: tuple[Table, ...] = (*TABLES, *ROLLUPS)
+"""Every table `create_schema` makes."""
 
 _COLUMNS = "SELECT table, name FROM system.columns WHERE database = {db:String}"
 _INDEXES = "SELECT table, name FROM system.data_skipping_indices WHERE database = {db:String}"
+_PROJECTIONS = "SELECT table, name FROM system.projections WHERE database = {db:String}"
 _CREATE_QUERIES = "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}"
+_COMMENT = (
+    "SELECT comment FROM system.tables WHERE database = {db:String} AND name = {table:String}"
+)
 _RETENTION_DAYS = re.compile(r"toIntervalDay\((\d+)\)")
+
+log = logging.getLogger(__name__)
 
 
 def create_schema(client: Client, database: str, *, body_retention_days: int | None = None) -> None:
     """Make `database` hold every table as declared: create what does not exist, add the
-    columns an existing table lacks, and set the TTL of the body columns to
+    columns, skip indexes and projections an existing table lacks, fill the usage ledger
+    of a store that predates it, and set the TTL of the body columns to
     `body_retention_days` (None: bodies are kept; a TTL in force is removed). Idempotent,
     and cheap when nothing changes: a TTL is altered only when it differs (ClickHouse
-    then rewrites the body columns once, to apply it to the rows already stored)."""
+    then rewrites the body columns once, to apply it to the rows already stored), a
+    projection added to a table is built for its existing parts in the background, and
+    the ledger is filled once, by one `INSERT … SELECT` over the outcomes."""
     if body_retention_days is not None and body_retention_days < 1:
         raise ValueError(f"body_retention_days must be >= 1, got {body_retention_days}")
     db = identifier(database)
     run_command(client, f"CREATE DATABASE IF NOT EXISTS {db}")
-    for table in TABLES:
+    for table in ALL_TABLES:
         run_command(client, table.ddl(db))
+    run_command(client, _USAGE_VIEW_DDL.substitute(
+        db=db, view=USAGE_VIEW, rollup=USAGE_DAILY.name, ledger=LEDGER.name
+    ))  # fmt: skip
     _add_missing_columns(client, db)
     _add_missing_indexes(client, db)
+    _add_missing_projections(client, db)
+    _fill_ledger(client, db)
     _set_body_ttl(client, db, body_retention_days)
+
+
+def rollup_ready(client: Client, database: str) -> bool:
+    """Whether the usage ledger and rollup of `database` hold every task (`create_schema`
+    filled them); until then usage is answered from the outcomes."""
+    rows = run_query(client, _COMMENT, {"db": identifier(database), "table": LEDGER.name})
+    return bool(rows) and rows[0][0] == LEDGER_FILLED
+
+
+def _fill_ledger(client: Client, db: str) -> None:
+    """A ledger not marked filled (just created, or its filling was interrupted) is
+    emptied with its rollup and filled from the outcomes: each task's first terminal
+    event, when it is a completion. The mark is set last, so an interrupted fill is done
+    again at the next start. Runs before the projector writes (`Projector.run`)."""
+    if rollup_ready(client, db):
+        return
+    for table in (LEDGER, USAGE_DAILY):
+        run_command(client, f"TRUNCATE TABLE IF EXISTS {db}.{table.name}")
+    run_command(client, _FILL_LEDGER.substitute(db=db, ledger=LEDGER.name, outcomes=OUTCOMES.name))
+    run_command(client, f"ALTER TABLE {db}.{LEDGER.name} MODIFY COMMENT '{LEDGER_FILLED}'")
+    log.info("filled the usage ledger of %s from its outcomes", db)
 
 
 def body_retention(client: Client, database: str) -> int | None:
@@ -245,7 +386,7 @@ def _add_missing_columns(client: Client, db: str) -> None:
     present: dict[str, set[str]] = {}
     for table, column in run_query(client, _COLUMNS, {"db": db}):
         present.setdefault(table, set()).add(column)
-    for table in TABLES:
+    for table in ALL_TABLES:
         have = present.get(table.name, set())
         adds = [
             f"ADD COLUMN IF NOT EXISTS `{column}` {table.types[column]} AFTER `{previous}`"
@@ -260,13 +401,32 @@ def _add_missing_indexes(client: Client, db: str) -> None:
     """Skip indexes a table created by an older version lacks, built for its existing
     parts once (when added)."""
     present = {(t, i) for t, i in run_query(client, _INDEXES, {"db": db})}
-    for table in TABLES:
+    for table in ALL_TABLES:
         for index in table.indexes:
             name = index.split()[0]
             if (table.name, name) in present:
                 continue
             run_command(client, f"ALTER TABLE {db}.{table.name} ADD INDEX IF NOT EXISTS {index}")
             run_command(client, f"ALTER TABLE {db}.{table.name} MATERIALIZE INDEX {name}")
+
+
+def _add_missing_projections(client: Client, db: str) -> None:
+    """Projections a table created by an older version lacks. Their parts for the rows
+    already stored are built by a mutation in the background (`MATERIALIZE PROJECTION`
+    returns at once): until it is done, queries read the parts without it as before."""
+    present = {(t, p) for t, p in run_query(client, _PROJECTIONS, {"db": db})}
+    for table in ALL_TABLES:
+        for projection in table.projections:
+            name = projection.split()[0]
+            if (table.name, name) in present:
+                continue
+            if table.settings:
+                settings = ", ".join(table.settings)
+                run_command(client, f"ALTER TABLE {db}.{table.name} MODIFY SETTING {settings}")
+            run_command(
+                client, f"ALTER TABLE {db}.{table.name} ADD PROJECTION IF NOT EXISTS {projection}"
+            )
+            run_command(client, f"ALTER TABLE {db}.{table.name} MATERIALIZE PROJECTION {name}")
 
 
 def _set_body_ttl(client: Client, db: str, days: int | None) -> None:
@@ -302,9 +462,11 @@ def _column_ttl(create_query: str, column: str) -> str | None:
     return expression if ttl else None
 
 
-def drop_schema(client: Client, database: str, tables: Sequence[Table] = TABLES) -> None:
+def drop_schema(client: Client, database: str, tables: Sequence[Table] = ALL_TABLES) -> None:
     """Drop `tables` (by default every projection table, the archive included) of
-    `database` (the database itself stays)."""
+    `database` (the database itself stays). The rollup's view goes with the ledger."""
+    if LEDGER in tables:
+        run_command(client, f"DROP VIEW IF EXISTS {identifier(database)}.{USAGE_VIEW} SYNC")
     for table in tables:
         run_command(
             client, f"DROP TABLE IF EXISTS {identifier(database)}.{identifier(table.name)} SYNC"

@@ -112,6 +112,18 @@ class UsageRow:
     gpu_seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class NodeUsageRow:
+    """What a node served on one UTC day for one revision of one workspace: completed
+    tasks and their GPU seconds."""
+
+    day: str
+    workspace_id: str
+    revision: int
+    tasks: int
+    gpu_seconds: float
+
+
 def contract_time(moment: datetime) -> str:
     """`moment` (aware UTC) as the contract writes times: "YYYY-MM-DD HH:MM:SS"."""
     return moment.strftime(_CONTRACT_TIME)

@@ -523,3 +523,46 @@ def task_stream_event() -> dict[str, Any]:
             for kind, model in kinds.items()
         ],
     }  # fmt: skip
+
+
+# --- Everyone's own usage --------------------------------------------------------------
+
+
+class WorkspaceUsage(Answer):
+    """`GET /user/usage`: the workspace's completed tasks (their first ending is a
+    completion) whose response time is in [startTime, endTime)."""
+
+    result_code: int = Field(description="200")
+    msg: str
+    group_by: Literal["day", "gpu_type"]
+    startTime: str = Field(description="The window's start (ISO 8601, UTC; inclusive).")
+    endTime: str = Field(description="The window's end (ISO 8601, UTC; exclusive).")
+    tasks: int = Field(description="Completed tasks in the window.")
+    gpu_seconds: float = Field(description="Their GPU time: (finish - start) x GPUs.")
+    rows: list[UsageRow] = Field(description="By day or GPU type.")
+
+
+class NodeUsageEntry(Answer):
+    """What the node served on one UTC day for one revision of one workspace."""
+
+    day: str = Field(description="YYYY-MM-DD (UTC) of the response time.")
+    workspace: str = Field(description="The workspace's name (empty once it is deleted).")
+    workspace_hash: str = Field(
+        description="The first 12 hex digits of the SHA-256 of the workspace's ID: stable, "
+        "and never the ID itself (the customer's credential)."
+    )
+    revision: int = Field(description="The workspace revision that answered (0: unknown).")
+    tasks: int
+    gpu_seconds: float
+
+
+class NodeUsage(Answer):
+    """`GET /v1/nodes/{node_id}/usage`: the completed tasks the node ran whose response
+    time is in [from, to), by day, workspace and revision."""
+
+    node_id: str
+    from_: str = Field(alias="from", description="ISO 8601, UTC; inclusive.")
+    to: str = Field(description="ISO 8601, UTC; exclusive.")
+    tasks: int
+    gpu_seconds: float
+    rows: list[NodeUsageEntry]

@@ -27,6 +27,7 @@ from services.ingress.routers import (
     registry_auth,
     streams,
     tasks,
+    usage,
     workspace_list,
     workspace_logs,
     workspaces,
@@ -214,6 +215,7 @@ def _add_api(app: FastAPI) -> None:
     app.include_router(workspaces.router)
     app.include_router(registry_auth.router)
     app.include_router(workspace_logs.router)
+    app.include_router(usage.router)  # before `/v1/nodes/{id}`'s routes: none overlap anyway
     app.include_router(nodes.router)
     app.include_router(analytics.router)
     app.include_router(tasks.router)

@@ -12,6 +12,7 @@ from projections import (
     DelayBucket,
     GroupBy,
     ListEntry,
+    NodeUsageRow,
     ProjectionError,
     TaskDetail,
     TaskFailure,
@@ -21,6 +22,7 @@ from projections import (
     UsageRow,
     archived_history,
     list_position,
+    node_usage,
     queue_delay,
     recent_failures,
     recent_tasks,
@@ -94,9 +96,19 @@ class TaskStore:
         return result
 
     async def usage(
-        self, group_by: GroupBy, start: datetime, end: datetime, workspace_id: str | None
+        self,
+        group_by: GroupBy,
+        start: datetime,
+        end: datetime,
+        workspace_id: str | None,
+        node_id: str | None = None,
     ) -> list[UsageRow]:
-        result: list[UsageRow] = await self._run(usage, group_by, start, end, workspace_id)
+        result: list[UsageRow] = await self._run(usage, group_by, start, end, workspace_id, node_id)
+        return result
+
+    async def node_usage(self, node_id: str, start: datetime, end: datetime) -> list[NodeUsageRow]:
+        """What `node_id` served, by day, workspace and revision (`node_usage`)."""
+        result: list[NodeUsageRow] = await self._run(node_usage, node_id, start, end)
         return result
 
     async def recent(

@@ -3,6 +3,7 @@ examples sent verbatim, the task details, and the adversarial inputs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.demo import WORKSPACE_NAME
 from tests.e2e.cluster import ADMIN_TOKEN, Cluster, cluster_env, sample_workspace, wait_for
 
 BTC = "bc1pp8vyhh2ma0ntzjwr26xxrn5r0w296yu68wdwle5rrhgtv3a2lgkqtyayus"
@@ -242,6 +244,88 @@ def test_usage_rolls_up_gpu_seconds(demo: tuple[Cluster, str]) -> None:
         f"{cluster.url}/v1/analytics/usage", headers={"Authorization": "Bearer x"}
     )
     assert forbidden.status_code == 401
+
+
+def _demo_node(cluster: Cluster) -> tuple[str, str]:
+    """The demo node's id and own token, from the registration its agent keeps."""
+    for work_dir in ("demo-node", "demo"):  # `ngpu up --demo`'s agent; on Kafka, ours
+        path = cluster.data_dir / work_dir / "registration.json"
+        if path.exists():
+            registration = json.loads(path.read_text())["registration"]
+            return str(registration["node_id"]), str(registration["token"])
+    raise AssertionError("the demo node's registration is not in its work dir")
+
+
+def test_workspaces_and_nodes_see_their_own_usage_as_the_admin_does(
+    demo: tuple[Cluster, str],
+) -> None:
+    cluster, workspace_id = demo
+    node_id, node_token = _demo_node(cluster)
+    with _client(demo) as http:
+        assert http.post("/user/img2img", json=CONTRACT_BODY).status_code == 200
+
+    def admin(**params: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{cluster.url}/v1/analytics/usage", params=params,
+                             headers=cluster.admin(), timeout=30)  # fmt: skip
+        assert response.status_code == 200, response.text
+        return list(response.json()["rows"])
+
+    def mine(**params: str) -> dict[str, Any]:
+        with _client(demo) as http:
+            response = http.get("/user/usage", params=params)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def node(**params: str) -> dict[str, Any]:
+        bearer = {"Authorization": f"Bearer {node_token}"}
+        response = httpx.get(f"{cluster.url}/v1/nodes/{node_id}/usage", params=params,
+                             headers=bearer, timeout=30)  # fmt: skip
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def settled() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        # Tasks may still be landing in the projections: read until the views agree.
+        first = admin(group_by="day", workspace_id=workspace_id)
+        own, served = mine(group_by="day"), node()
+        again = admin(group_by="day", workspace_id=workspace_id)
+        return (own, served) if first and first == again == own["rows"] else None
+
+    own, served = wait_for(settled, 30, "usage to settle")
+    assert own["result_code"] == 200 and own["tasks"] >= 1 and own["gpu_seconds"] > 0
+    assert own["tasks"] == sum(r["tasks"] for r in own["rows"])
+    today = own["rows"][-1]["key"]
+    by_gpu = mine(group_by="gpu_type", startTime=today, endTime=today)
+    assert by_gpu["rows"] == admin(
+        group_by="gpu_type", workspace_id=workspace_id, **{"from": today, "to": today}
+    )  # fmt: skip
+    assert [r["key"] for r in by_gpu["rows"]] == ["RTX4090"]
+    # The node's view: its slice of the admin's, by day and by workspace revision.
+    assert workspace_id not in json.dumps(served)
+    assert served["node_id"] == node_id and served["tasks"] >= own["tasks"]
+    days: dict[str, int] = {}
+    for row in served["rows"]:
+        days[row["day"]] = days.get(row["day"], 0) + row["tasks"]
+    assert days == {r["key"]: r["tasks"] for r in admin(group_by="day", node_id=node_id)}
+    (ours,) = {r["workspace_hash"] for r in served["rows"] if r["workspace"] == WORKSPACE_NAME}
+    assert ours == hashlib.sha256(workspace_id.encode()).hexdigest()[:12]
+    revisions = {f"{r['workspace_hash']}@{r['revision']}": r["tasks"] for r in served["rows"]}
+    expected = {
+        f"{hashlib.sha256(r['key'].rpartition('@')[0].encode()).hexdigest()[:12]}"
+        f"@{r['key'].rpartition('@')[2]}": r["tasks"]
+        for r in admin(group_by="revision", node_id=node_id)
+    }
+    assert revisions == expected
+    # Credentials: a workspace sees only itself, a node only itself; errors as their APIs.
+    with _client(demo, _other_workspace(cluster)) as http:
+        assert http.get("/user/usage").json()["rows"] == []
+        wrong = http.get("/user/usage", params={"group_by": "node"})
+        assert wrong.status_code == 400 and wrong.json()["result_code"] == 400
+    with _client(demo, "nope") as http:
+        assert http.get("/user/usage").json()["result_code"] == 401
+    for token, path_id in (("nope", node_id), (node_token, "n-unknown"), (workspace_id, node_id)):
+        refused = httpx.get(f"{cluster.url}/v1/nodes/{path_id}/usage",
+                            headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
 
 
 def test_the_log_replays_into_identical_projections(

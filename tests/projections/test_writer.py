@@ -46,6 +46,8 @@ def test_one_insert_per_table_per_batch(
         ("task_dispatches", 1),
         ("task_outcomes", 1),
         ("task_submissions", 1),
+        ("usage_daily", 1),  # the usage ledger's view
+        ("usage_ledger", 1),
     ]
 
 

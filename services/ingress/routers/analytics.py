@@ -34,13 +34,16 @@ async def usage(
         json_schema_extra=TIME_BOUND_SCHEMA,
     ),
     workspace_id: str | None = Query(None, max_length=32),
+    node_id: str | None = Query(None, max_length=64, description="Only what this node ran."),
 ) -> dict[str, Any]:
-    """Completed tasks and GPU seconds per key, for responses in [from, to)."""
+    """Completed tasks and GPU seconds per key, for responses in [from, to), optionally
+    of one workspace and/or one node. Read from the daily rollup: a window of whole UTC
+    days costs the same however many tasks it holds."""
     if context.store is None:
         raise ServiceUnavailable("analytics are not served by this process")
     start = parse_bound(from_, datetime(1970, 1, 1, tzinfo=UTC), end=False, field="from")
     end = parse_bound(to, datetime(2099, 1, 2, tzinfo=UTC), end=True, field="to")
-    rows = await context.store.usage(group_by, start, end, workspace_id)
+    rows = await context.store.usage(group_by, start, end, workspace_id, node_id)
     return {
         "group_by": group_by,
         "from": start.isoformat(),

@@ -51,6 +51,7 @@ async def test_openapi_documents_the_ngpu_routes_parameters_and_bearer(
         ("/user/queryTaskList", "get"): {"startTime": False, "endTime": False, "limit": False,
                                          "cursor": False},
         ("/user/getDetailed", "get"): {"taskID": True},
+        ("/user/usage", "get"): {"startTime": False, "endTime": False, "group_by": False},
         ("/brc20/checkAddress", "get"): {"address": True},
     }  # fmt: skip
     for (path, method), params in expected.items():
@@ -85,7 +86,7 @@ async def test_openapi_types_the_ngpu_query_parameters(control_plane: ControlPla
                 "startTime": "string", "endTime": "string", "limit": "integer",
                 "cursor": "string", "address": "string", "timeout_s": "number",
                 "ttl_s": "number", "priority": "integer", "webhook": "string",
-                "webhook_events": "string", "stream": "boolean"}  # fmt: skip
+                "webhook_events": "string", "stream": "boolean", "group_by": "string"}  # fmt: skip
     seen: dict[str, set[str]] = {}
     for path, operations in doc["paths"].items():
         if not path.startswith(("/user/", "/brc20/")):
