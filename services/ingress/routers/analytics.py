@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from services.ingress.answers import MANAGEMENT_ERRORS, Usage
 from services.ingress.auth import AdminAuth, Context
 from services.ingress.errors import ServiceUnavailable
-from services.ingress.routers.ngpu import TIME_BOUND_SCHEMA, parse_bound
+from services.ingress.timebounds import From, To, parse_bound
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"], responses=MANAGEMENT_ERRORS)
 
@@ -22,17 +22,8 @@ async def usage(
     group_by: Literal["workspace", "node", "gpu_type", "day", "revision"] = Query(
         "workspace", description="`revision` keys are `<workspace id>@<revision>`."
     ),
-    from_: str | None = Query(
-        None,
-        alias="from",
-        description="Date or date-time (inclusive).",
-        json_schema_extra=TIME_BOUND_SCHEMA,
-    ),
-    to: str | None = Query(
-        None,
-        description="Date (inclusive) or date-time (exclusive).",
-        json_schema_extra=TIME_BOUND_SCHEMA,
-    ),
+    from_: From = None,
+    to: To = None,
     workspace_id: str | None = Query(None, max_length=32),
     node_id: str | None = Query(None, max_length=64, description="Only what this node ran."),
 ) -> dict[str, Any]:

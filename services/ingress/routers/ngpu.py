@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -72,6 +72,7 @@ from services.ingress.taskids import issued_at
 from services.ingress.tasklist import list_task_ids
 from services.ingress.taskoptions import TaskOptions, prefer_wait, task_options
 from services.ingress.taskview import TaskStatus
+from services.ingress.timebounds import EndTime, StartTime, parse_bound
 from services.ingress.webhookparams import webhook_request
 
 router = APIRouter(tags=["NGPU API"])
@@ -345,52 +346,13 @@ async def query_task_amp(task_id: str, workspace: WorkspaceAuth, context: Contex
     return await _query_task(task_id, workspace, context)
 
 
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST = datetime(2299, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-"""The span of ClickHouse's DateTime64: time bounds are clamped to it."""
-TIME_BOUND_SCHEMA: dict[str, Any] = {
-    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
-}
-"""How a `parse_bound` parameter is documented in OpenAPI."""
-
-
-def parse_bound(raw: str | None, default: datetime, *, end: bool, field: str) -> datetime:
-    """A date (`2024-04-11`) or date-time (`2024-04-11T10:00:00`, `2024-04-11 10:00:00`,
-    with or without an offset; UTC when none). A date as the end bound means the end of
-    that day (the end day is inclusive). Clamped to [`EARLIEST`, `LATEST`], so a far
-    bound means "everything" (the store holds nothing outside it)."""
-    if not raw:
-        return default
-    try:
-        day = date.fromisoformat(raw)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(raw.replace(" ", "T", 1))
-        except ValueError as exc:
-            raise BadRequest("must be YYYY-MM-DD or an ISO 8601 date-time", field=field) from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        # An offset can carry year 1 or 9999 past datetime's own range: compare, then convert.
-        return min(max(moment, EARLIEST), LATEST).astimezone(UTC)
-    if day > LATEST.date():  # and so `date.max` plus a day never overflows
-        return LATEST
-    bound = datetime.combine(day, time(), tzinfo=UTC) + timedelta(days=1 if end else 0)
-    return min(max(bound, EARLIEST), LATEST)
-
-
 @router.get("/user/queryTaskList", openapi_extra=_docs(example=examples.TASK_LIST),
             responses=_answers((200, TaskIds, "The task IDs.")))  # fmt: skip
 async def query_task_list(
     workspace: WorkspaceAuth,
     context: Context,
-    startTime: str | None = Query(
-        None, description="Default 1970-01-01.", json_schema_extra=TIME_BOUND_SCHEMA
-    ),
-    endTime: str | None = Query(
-        None,
-        description="Default 2099-01-01; a date is inclusive.",
-        json_schema_extra=TIME_BOUND_SCHEMA,
-    ),
+    startTime: StartTime = None,
+    endTime: EndTime = None,
     limit: int | None = Query(None, ge=1, le=100_000, description="Page size."),
     cursor: str | None = Query(None, max_length=64, description="`cursor` of the last page."),
 ) -> JsonResponse:

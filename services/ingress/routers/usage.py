@@ -19,8 +19,9 @@ from services.ingress.context import IngressContext
 from services.ingress.errors import ServiceUnavailable
 from services.ingress.responses import JsonResponse
 from services.ingress.results import DONE, contract_body, http_status
-from services.ingress.routers.ngpu import TIME_BOUND_SCHEMA, _docs, parse_bound
+from services.ingress.routers.ngpu import _docs
 from services.ingress.store import TaskStore
+from services.ingress.timebounds import EndTime, From, StartTime, To, parse_bound
 from services.logs import workspace_hash
 
 router = APIRouter()
@@ -44,14 +45,8 @@ def _store(context: IngressContext) -> TaskStore:
 async def workspace_usage(
     workspace: WorkspaceAuth,
     context: Context,
-    startTime: str | None = Query(
-        None, description="Default 1970-01-01.", json_schema_extra=TIME_BOUND_SCHEMA
-    ),
-    endTime: str | None = Query(
-        None,
-        description="Default 2099-01-01; a date is inclusive.",
-        json_schema_extra=TIME_BOUND_SCHEMA,
-    ),
+    startTime: StartTime = None,
+    endTime: EndTime = None,
     group_by: Literal["day", "gpu_type"] = Query("day", description="UTC day or GPU type."),
 ) -> JsonResponse:
     """The workspace's own completed tasks and GPU seconds, by day or GPU type: the
@@ -76,17 +71,8 @@ async def workspace_usage(
 async def node_usage(
     node: NodeAuth,
     context: Context,
-    from_: str | None = Query(
-        None,
-        alias="from",
-        description="Date or date-time (inclusive).",
-        json_schema_extra=TIME_BOUND_SCHEMA,
-    ),
-    to: str | None = Query(
-        None,
-        description="Date (inclusive) or date-time (exclusive).",
-        json_schema_extra=TIME_BOUND_SCHEMA,
-    ),
+    from_: From = None,
+    to: To = None,
 ) -> JsonResponse:
     """What this node served (its own token): completed tasks and GPU seconds by UTC day,
     workspace (name and hash, never its ID) and revision."""

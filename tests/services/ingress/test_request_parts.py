@@ -20,10 +20,11 @@ from services.ingress.directory import WorkspaceView
 from services.ingress.errors import BadRequest
 from services.ingress.paramurl import container_path
 from services.ingress.ratelimit import RateLimiter
-from services.ingress.routers.ngpu import detail_wait_s, outcome, parse_bound
+from services.ingress.routers.ngpu import detail_wait_s, outcome
 from services.ingress.submission import parse_body, target_port
 from services.ingress.taskids import issued_at, new_task_id, new_task_seq
 from services.ingress.taskview import TaskView
+from services.ingress.timebounds import parse_bound
 
 
 @pytest.mark.parametrize(
