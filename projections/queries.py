@@ -232,6 +232,7 @@ def _id_prefix(moment: datetime) -> str:
     """The smallest task id issued at `moment` or later (ids start with their time)."""
     return f"{utc(moment):%Y%m%d_%H_%M_%S}"
 
+
 _R = TypeVar("_R", bound=Row)
 
 
