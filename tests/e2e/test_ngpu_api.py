@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,9 +147,11 @@ def _submissions(cluster: Cluster) -> int:
 
 
 def _other_workspace(cluster: Cluster) -> str:
-    body = {"name": "other-team", "image": "x", "command": "true",
+    """A new workspace no node can run (names are unique: each call its own)."""
+    body = {"name": f"other-team-{uuid.uuid4().hex[:8]}", "image": "x", "command": "true",
             "gpu": {"type": "A100", "count": 1}, "ports": [9000]}  # fmt: skip
     created = httpx.post(f"{cluster.url}/v1/workspaces", json=body, headers=cluster.admin())
+    assert created.status_code == 201, created.text
     return str(created.json()["workspace_id"])
 
 
@@ -283,14 +286,20 @@ def test_workspaces_and_nodes_see_their_own_usage_as_the_admin_does(
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    def settled() -> tuple[dict[str, Any], dict[str, Any]] | None:
-        # Tasks may still be landing in the projections: read until the views agree.
-        first = admin(group_by="day", workspace_id=workspace_id)
-        own, served = mine(group_by="day"), node()
-        again = admin(group_by="day", workspace_id=workspace_id)
-        return (own, served) if first and first == again == own["rows"] else None
+    def node_slices() -> tuple[list[Any], list[Any]]:
+        return admin(group_by="day", node_id=node_id), admin(group_by="revision", node_id=node_id)
 
-    own, served = wait_for(settled, 30, "usage to settle")
+    def settled() -> tuple[dict[str, Any], dict[str, Any], list[Any], list[Any]] | None:
+        # Tasks (this module's others too, on the same node) may still be landing in the
+        # projections: read until the views agree before and after.
+        first, node_first = admin(group_by="day", workspace_id=workspace_id), node_slices()
+        own, served = mine(group_by="day"), node()
+        again, node_again = admin(group_by="day", workspace_id=workspace_id), node_slices()
+        if first and first == again == own["rows"] and node_first == node_again:
+            return own, served, *node_again
+        return None
+
+    own, served, node_days, node_revisions = wait_for(settled, 30, "usage to settle")
     assert own["result_code"] == 200 and own["tasks"] >= 1 and own["gpu_seconds"] > 0
     assert own["tasks"] == sum(r["tasks"] for r in own["rows"])
     today = own["rows"][-1]["key"]
@@ -305,14 +314,14 @@ def test_workspaces_and_nodes_see_their_own_usage_as_the_admin_does(
     days: dict[str, int] = {}
     for row in served["rows"]:
         days[row["day"]] = days.get(row["day"], 0) + row["tasks"]
-    assert days == {r["key"]: r["tasks"] for r in admin(group_by="day", node_id=node_id)}
+    assert days == {r["key"]: r["tasks"] for r in node_days}
     (ours,) = {r["workspace_hash"] for r in served["rows"] if r["workspace"] == WORKSPACE_NAME}
     assert ours == hashlib.sha256(workspace_id.encode()).hexdigest()[:12]
     revisions = {f"{r['workspace_hash']}@{r['revision']}": r["tasks"] for r in served["rows"]}
     expected = {
         f"{hashlib.sha256(r['key'].rpartition('@')[0].encode()).hexdigest()[:12]}"
         f"@{r['key'].rpartition('@')[2]}": r["tasks"]
-        for r in admin(group_by="revision", node_id=node_id)
+        for r in node_revisions
     }
     assert revisions == expected
     # Credentials: a workspace sees only itself, a node only itself; errors as their APIs.
